@@ -1,0 +1,152 @@
+"""Configuration that travels with a MAT model's weights.
+
+`MATConfig` says how to build the network; `Preprocessing` says what crops it expects. Both are
+stored as JSON in the metadata of every mattn `.safetensors` file, so a file alone rebuilds the
+model and feeds it the crops it was trained on (timm's "pretrained config", nanoGPT's
+self-describing checkpoint).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+#: EfficientNet's native input sizes (Tan & Le, 2019); MAT uses the backbone's own size.
+NATIVE_INPUT_SIZE = {
+    "efficientnet-b0": 224,
+    "efficientnet-b1": 240,
+    "efficientnet-b2": 260,
+    "efficientnet-b3": 300,
+    "efficientnet-b4": 380,
+    "efficientnet-b5": 456,
+    "efficientnet-b6": 528,
+    "efficientnet-b7": 600,
+}
+
+TAP_NAMES = ("b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7", "final", "logits")
+
+
+@dataclass(frozen=True)
+class MATConfig:
+    """How to build a multi-attentional detector. Defaults = the authors' released model."""
+
+    # EfficientNet variant (efficientnet-pytorch naming); B4 in the paper.
+    backbone: str = "efficientnet-b4"
+    # Square input side in pixels; 380 is B4's native size and the released model's.
+    input_size: int = 380
+    # Backbone tap the attention maps are computed from (deep: semantic regions).
+    attention_tap: str = "b5"
+    # Backbone tap the texture branch enhances (shallow: blending artifacts live there).
+    texture_tap: str = "b2"
+    # Number of attention maps M, each meant to lock onto one facial region.
+    num_attentions: int = 4
+    # Width of the projection layers in the head.
+    hidden_dims: int = 256
+    # Training-time channel dropout over the M attention rows.
+    attention_dropout: float = 0.25
+    # Training-time dropout on the globally pooled deep vector.
+    final_dropout: float = 0.5
+    # Dropout of EfficientNet's own classifier (used by the stage-1 `logits` model).
+    backbone_dropout: float = 0.4
+    # The authors' EfficientNet copy computes "same" padding once from the input size and uses
+    # it at every stage; efficientnet-pytorch recomputes it per stage. Only weights trained
+    # with the former (the authors' checkpoint) need it.
+    legacy_padding: bool = False
+    # "mat" = the full detector; "backbone" = plain EfficientNet classifier (stage 1 of the
+    # recipe), scored through the backbone's own `logits` tap.
+    variant: str = "mat"
+    # RIL state kept with the weights so training can continue from a file.
+    ril_alpha: float = 0.05
+    ril_margin: float = 0.8
+    ril_inner_margins: tuple[float, float] = (0.2, -0.8)
+    num_classes: int = 2
+
+    def __post_init__(self) -> None:
+        if self.backbone not in NATIVE_INPUT_SIZE:
+            raise ValueError(
+                f"unknown backbone {self.backbone!r}; use one of {', '.join(NATIVE_INPUT_SIZE)}"
+            )
+        for name in (self.attention_tap, self.texture_tap):
+            if name not in TAP_NAMES[:8] and name != "final":
+                raise ValueError(f"unknown tap {name!r}; use one of b0..b7 or final")
+        if self.variant not in ("mat", "backbone"):
+            raise ValueError(f"unknown variant {self.variant!r}; use 'mat' or 'backbone'")
+        if self.num_attentions < 1:
+            raise ValueError("num_attentions must be at least 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["ril_inner_margins"] = list(self.ril_inner_margins)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MATConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+        values = dict(data)
+        if "ril_inner_margins" in values:
+            values["ril_inner_margins"] = tuple(values["ril_inner_margins"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What a face crop must look like before it reaches the model."""
+
+    # Square side of the crop fed to the model.
+    input_size: int = 380
+    # Per-channel mean and std on [0, 1] RGB: (x/255 - 0.5)/0.5 for the authors' model.
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    # Side of the square crop around the detector box, as a multiple of the box's longer
+    # side (1.3 as FaceForensics++).
+    margin_ratio: float = 1.3
+    # Whether crops are rotated so the eyes are level (5-point alignment).
+    align: bool = False
+    color: str = "RGB"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["mean"] = list(self.mean)
+        data["std"] = list(self.std)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        for key in ("mean", "std"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where weights came from, so a user can decide whether to trust them."""
+
+    name: str = "unnamed"
+    # e.g. "imported from the authors' checkpoint" or "trained by mattn train on ...".
+    source: str = "unknown"
+    trained_on: str = "unknown"
+    # True for models that only demonstrate the pipeline (not validated on a deepfake benchmark).
+    demo: bool = False
+    metrics: dict[str, Any] = field(default_factory=dict)
+    notes: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Provenance:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+
+def dumps(data: dict[str, Any]) -> str:
+    """Stable JSON for metadata: sorted keys so identical configs give identical files."""
+    return json.dumps(data, sort_keys=True)
