@@ -37,7 +37,8 @@ def choose_regions(attention_maps: torch.Tensor, generator: torch.Generator | No
 
 def soft_weight(normalised_map: torch.Tensor, threshold: float, zoom: float) -> torch.Tensor:
     """Map an attention map scaled to [0, 1] to a blending weight in [0, 1] (0 stays 0)."""
-    bottom = torch.sigmoid(torch.tensor(-threshold * zoom))
+    # The same float ops as for the map itself, so a zero map value gives exactly zero weight.
+    bottom = torch.sigmoid((torch.zeros((), dtype=normalised_map.dtype) - threshold) * zoom)
     return (torch.sigmoid((normalised_map - threshold) * zoom) - bottom) / (1 - bottom)
 
 

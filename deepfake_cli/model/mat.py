@@ -53,6 +53,10 @@ class MATDetector(nn.Module):
         )
         if config.variant == "backbone":
             return
+        # The full MAT never uses the backbone's own classifier; freezing it keeps "every
+        # trainable parameter gets a gradient" true (and DDP needs no unused-parameter search).
+        # The tensors stay in the state dict, as in the authors' checkpoint.
+        self.backbone._fc.requires_grad_(False)
         channels = self._tap_channels(config.input_size)
         texture_channels = channels[config.texture_tap]
         m, hidden = config.num_attentions, config.hidden_dims

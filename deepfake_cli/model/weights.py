@@ -352,3 +352,19 @@ def load_detector(path: str | Path, device: str | torch.device = "cpu") -> MATDe
     if path.suffix.lower() in PICKLE_SUFFIXES:
         return import_authors_checkpoint(path, device=device)
     return load_weights_file(path, device=device)
+
+
+def import_and_save(
+    checkpoint: str | Path,
+    output: str | Path,
+    *,
+    input_size: int | None = None,
+    name: str | None = None,
+) -> WeightsFile:
+    """`mattn weights import`: authors' checkpoint -> mattn weights file; returns its info."""
+    model = import_authors_checkpoint(checkpoint, input_size=input_size)
+    provenance = model.provenance
+    if name:
+        provenance = Provenance(**{**provenance.to_dict(), "name": name})
+    save_weights(model, output, preprocessing=model.preprocessing, provenance=provenance)
+    return read_weights_info(output)

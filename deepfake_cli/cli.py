@@ -1,0 +1,140 @@
+"""The `mattn` command line. Each command parses its options and calls one function.
+
+Domain code raises `MattnError` subclasses; this module alone turns them into one sentence on
+stderr and an exit code (0 = nothing judged fake, 1 = something judged fake, 2 = something
+could not be done or a usage error).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from deepfake_cli import __version__
+from deepfake_cli.errors import EXIT_ERROR, MattnError
+
+app = typer.Typer(
+    name="mattn",
+    help="Is the face in this video a deepfake? Multi-attentional deepfake detection (MAT).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+weights_app = typer.Typer(help="Import and inspect model weights.", no_args_is_help=True)
+app.add_typer(weights_app, name="weights")
+
+err_console = Console(stderr=True)
+
+
+def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a domain error into one sentence on stderr and its exit code: never a traceback."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except MattnError as error:
+            err_console.print(f"mattn: {error.message}", markup=False, highlight=False)
+            raise typer.Exit(error.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("mattn: interrupted.")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        print(f"mattn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Is the face in this video a deepfake? Multi-attentional deepfake detection (MAT)."""
+
+
+@weights_app.command("import")
+@user_errors
+def weights_import(
+    checkpoint: Annotated[Path, typer.Argument(help="The authors' .pth checkpoint.")],
+    output: Annotated[Path, typer.Argument(help="Where to write the mattn .safetensors file.")],
+    *,
+    input_size: Annotated[
+        int | None, typer.Option(help="Input size the model was trained at (default: native).")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Model name recorded in the file.")] = None,
+) -> None:
+    """Convert an authors'-format MAT checkpoint (read with weights_only=True) to mattn weights."""
+    from deepfake_cli.model.weights import import_and_save
+
+    written = import_and_save(checkpoint, output, input_size=input_size, name=name)
+    print(f"wrote {written.path} ({written.config.backbone}, {written.num_parameters:,} parameters, "
+          f"sha256 {written.sha256})")
+
+
+@weights_app.command("info")
+@user_errors
+def weights_info(
+    path: Annotated[Path, typer.Argument(help="A mattn .safetensors weights file.")],
+    *,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Show what a weights file is: config, preprocessing, provenance, parameters, sha256."""
+    from deepfake_cli.model.weights import read_weights_info
+
+    info = read_weights_info(path)
+    summary = {
+        "path": str(info.path),
+        "sha256": info.sha256,
+        "parameters": info.num_parameters,
+        "model_config": info.config.to_dict(),
+        "preprocessing": info.preprocessing.to_dict(),
+        "provenance": info.provenance.to_dict(),
+    }
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    console = Console()
+    provenance = info.provenance
+    console.print(f"[bold]{provenance.name}[/bold]  ({info.path})", highlight=False)
+    if provenance.demo:
+        console.print(
+            "[yellow]DEMO MODEL: shows the pipeline working; not validated on deepfake "
+            "benchmarks.[/yellow]"
+        )
+    console.print(f"sha256      {info.sha256}", highlight=False)
+    console.print(f"parameters  {info.num_parameters:,}", highlight=False)
+    console.print(f"source      {provenance.source}", highlight=False)
+    console.print(f"trained on  {provenance.trained_on}", highlight=False)
+    if provenance.metrics:
+        console.print(f"metrics     {json.dumps(provenance.metrics)}", highlight=False)
+    if provenance.notes:
+        console.print(f"notes       {provenance.notes}", highlight=False)
+    console.print("model config:", highlight=False)
+    for key, value in info.config.to_dict().items():
+        console.print(f"  {key:<20}{value}", highlight=False)
+    console.print("preprocessing:", highlight=False)
+    for key, value in info.preprocessing.to_dict().items():
+        console.print(f"  {key:<20}{value}", highlight=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except BrokenPipeError:  # `mattn scan ... | head` must not print a traceback
+        sys.stderr.close()
+        sys.exit(EXIT_ERROR)
