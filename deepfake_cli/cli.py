@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 
 from deepfake_cli import __version__
-from deepfake_cli.errors import EXIT_ERROR, MattnError
+from deepfake_cli.errors import EXIT_ERROR, MattnError, UsageError
 
 app = typer.Typer(
     name="mattn",
@@ -64,6 +64,94 @@ def main_callback(
     ] = False,
 ) -> None:
     """Is the face in this video a deepfake? Multi-attentional deepfake detection (MAT)."""
+
+
+SCAN_EPILOG = (
+    "Exit codes: 0 = every file scanned and none judged FAKE; 1 = at least one judged FAKE; "
+    "2 = at least one file could not be scanned (takes precedence over 1), or a usage error. "
+    "A video without a face is reported as no_face and is not an error."
+)
+
+
+@app.command("scan", epilog=SCAN_EPILOG)
+@user_errors
+def scan(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(help="Video files, folders (searched recursively), or - for paths on stdin."),
+    ],
+    *,
+    weights: Annotated[
+        Path | None,
+        typer.Option(help="mattn .safetensors weights or an authors' .pth (default: bundled demo)."),
+    ] = None,
+    frames: Annotated[int, typer.Option(help="Frames sampled evenly per video.")] = 32,
+    start: Annotated[float | None, typer.Option(help="Sample from this time (seconds).")] = None,
+    end: Annotated[float | None, typer.Option(help="Sample until this time (seconds).")] = None,
+    max_faces: Annotated[int, typer.Option(help="Faces scored per frame, largest first.")] = 4,
+    aggregate: Annotated[
+        str, typer.Option(help="Frame-to-video rule: mean, median, topk, confident, weighted.")
+    ] = "mean",
+    threshold: Annotated[
+        float, typer.Option(help="Fake probability at or above which a video is FAKE.")
+    ] = 0.5,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
+    batch_size: Annotated[
+        int | None, typer.Option(help="Faces per detector batch (default: tuned per device).")
+    ] = None,
+    output_format: Annotated[
+        str, typer.Option("--format", help="table (for people), json, jsonl or csv.")
+    ] = "table",
+    output: Annotated[Path | None, typer.Option(help="Write results to this file.")] = None,
+    details: Annotated[
+        bool, typer.Option(help="Add per-frame boxes and scores (json/jsonl).")
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Skip videos already in the --output JSONL file.")
+    ] = False,
+    shard: Annotated[
+        str | None, typer.Option(help="Scan only slice K of N (e.g. 1/4), for array jobs.")
+    ] = None,
+    glob: Annotated[
+        str | None, typer.Option(help="File-name pattern for folders (default: video extensions).")
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds before a video whose decoding hangs is given up.")
+    ] = 120.0,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Judge whether the faces in videos are deepfakes."""
+    from deepfake_cli.scan import ScanOptions, ScanRequest, run_scan
+
+    try:
+        options = ScanOptions(
+            frames=frames,
+            start_s=start,
+            end_s=end,
+            max_faces=max_faces,
+            aggregate=aggregate,
+            threshold=threshold,
+            timeout_s=timeout if timeout > 0 else None,
+            details=details,
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    request = ScanRequest(
+        inputs=tuple(inputs),
+        options=options,
+        weights=weights,
+        device=device,
+        precision=precision,
+        batch_size=batch_size,
+        output_format=output_format,
+        output=output,
+        resume=resume,
+        shard=shard,
+        glob=glob,
+        quiet=quiet,
+    )
+    raise typer.Exit(run_scan(request))
 
 
 @weights_app.command("import")

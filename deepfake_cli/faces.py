@@ -73,7 +73,7 @@ class FaceDetector:
     `min(min_face_size, max(20, min_face_fraction * shorter side))`: 40 px for ordinary video
     (a 1080p frame is seen at 1024x576, so faces under ~7% of the height are skipped, which
     keeps the pyramid cheap), but lower in small frames, where a talking head is only a few
-    dozen pixels tall (29 px in a 176x144 QCIF frame). Frames whose shorter side is below that
+    dozen pixels tall (28 px in a 176x144 QCIF frame). Frames whose shorter side is below that
     minimum cannot hold a face MTCNN would find and get no detections.
     """
 
@@ -301,7 +301,9 @@ def link_tracks(
     for frame_position, frame_detections in enumerate(detections_per_frame):
         # Largest first so that new tracks started in one frame are numbered by size.
         ranked_detections = sorted(
-            frame_detections, key=lambda detection: (detection.area, detection.det_prob), reverse=True
+            frame_detections,
+            key=lambda detection: (detection.area, detection.det_prob),
+            reverse=True,
         )
         if max_faces is not None:
             ranked_detections = ranked_detections[:max_faces]

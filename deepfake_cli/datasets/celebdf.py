@@ -71,13 +71,13 @@ def list_entries(
 
     # (target, clip) -> relative path of the real video, to give each fake its source.
     real_by_clip: dict[tuple[str, str], str] = {}
-    real_fields = {}
+    real_fields: dict[Path, dict[str, str]] = {}
     for path in real_celeb_videos:
         fields = _parse_name(path, root, _CELEB_REAL_NAME, "id0_0000.mp4")
         celebrities.add(fields["target"])
         real_by_clip[(fields["target"], fields["clip"])] = relative_posix(path, root)
         real_fields[path] = fields
-    fake_fields = {}
+    fake_fields: dict[Path, dict[str, str]] = {}
     for path in fake_videos:
         fields = _parse_name(path, root, _CELEB_FAKE_NAME, "id0_id1_0000.mp4")
         celebrities.link(fields["target"], fields["source"])

@@ -238,7 +238,7 @@ def _preview_entries(root: Path) -> tuple[list[VideoEntry], list[SplitPin]]:
             f"{type(records).__name__}"
         )
     subjects = IdentityGroups()
-    present: list[tuple[Path, str, int, list[str], str]] = []
+    present: list[tuple[Path, str, int, list[str], str | None]] = []
     for raw_path, record in sorted(records.items()):
         relative_path = str(raw_path).replace("\\", "/").removeprefix("./")
         path = root / relative_path

@@ -79,7 +79,7 @@ def looks_like(root: Path) -> bool:
 
 
 def normalise_compression(compression: str) -> str:
-    """ "c23", "c40" or "raw" ("c0" is raw's other name); anything else is a usage error."""
+    """The canonical level name: c23, c40 or raw (c0 is raw's other name); else UsageError."""
     level = _LEVEL_OF_FOLDER.get(compression.strip().lower())
     if level is None:
         raise UsageError(

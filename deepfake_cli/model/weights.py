@@ -368,3 +368,37 @@ def import_and_save(
         provenance = Provenance(**{**provenance.to_dict(), "name": name})
     save_weights(model, output, preprocessing=model.preprocessing, provenance=provenance)
     return read_weights_info(output)
+
+
+# --- the bundled default -------------------------------------------------------------------
+
+#: The demo model shipped in the repository's `weights/` folder, and its sha256 (checked at
+#: load time, so a corrupted or swapped file is refused).
+DEFAULT_WEIGHTS_NAME = "mattn-demo-b0.safetensors"
+DEFAULT_WEIGHTS_SHA256 = ""
+WEIGHTS_ENV = "MATTN_WEIGHTS"
+
+
+def bundled_weights_dir() -> Path:
+    return Path(__file__).resolve().parents[2] / "weights"
+
+
+def resolve_weights_path(weights: str | Path | None) -> Path:
+    """`--weights`, else $MATTN_WEIGHTS, else the bundled demo model (sha256-checked)."""
+    if weights is not None:
+        return Path(weights)
+    if os.environ.get(WEIGHTS_ENV):
+        return Path(os.environ[WEIGHTS_ENV])
+    bundled = bundled_weights_dir() / DEFAULT_WEIGHTS_NAME
+    if not bundled.is_file():
+        raise WeightsError(
+            f"No weights given and the bundled default {bundled} is missing; pass --weights PATH "
+            f"(a mattn .safetensors file or the authors' .pth), set {WEIGHTS_ENV}, or rebuild the "
+            "default with scripts/train_default_weights.sh."
+        )
+    if DEFAULT_WEIGHTS_SHA256 and file_sha256(bundled) != DEFAULT_WEIGHTS_SHA256:
+        raise WeightsError(
+            f"The bundled weights {bundled} do not match their recorded sha256 (corrupted or "
+            "replaced); restore them with `git checkout weights/` or pass --weights PATH."
+        )
+    return bundled

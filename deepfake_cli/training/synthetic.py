@@ -10,9 +10,9 @@ are enough to train on.
 
 Pipeline for one crop (all randomness from one `numpy.random.Generator`, so it is reproducible):
 
-1. source = the crop, colour-jittered (per-channel RGB shift, hue/saturation, brightness/contrast),
-   slightly scaled and translated, then frequency-jittered (sharpened or down-and-up-scaled)
-   and optionally JPEG re-compressed.
+1. source = the crop slightly scaled and translated, colour-jittered (hue, saturation,
+   brightness/contrast, per-channel RGB shift), then frequency-jittered (sharpened or
+   down-and-up-scaled) and optionally JPEG re-compressed.
 2. mask = the face region (a polygon grown from MTCNN's 5 landmarks, or an ellipse in the
    expected face box), randomly resized and elastically deformed, eroded, then Gaussian-blurred
    so its soft edge stays inside the face region, times a blend ratio.
@@ -49,7 +49,7 @@ class SelfBlendConfig:
     rgb_shift_max: float = 15.0
     # Hue rotation in degrees, drawn from [-max, max].
     hue_shift_degrees_max: float = 6.0
-    # Multiplier of the HSV saturation channel.
+    # Saturation multiplier (1 = unchanged; the colour's distance from grey is scaled).
     saturation_scale_range: tuple[float, float] = (0.85, 1.15)
     # Contrast (multiplier around mid-grey) and brightness (additive, in uint8 levels).
     contrast_range: tuple[float, float] = (0.9, 1.1)
@@ -71,7 +71,7 @@ class SelfBlendConfig:
     sharpen_amount_range: tuple[float, float] = (0.3, 1.0)
     # Downscale factor before scaling back up (0.5 = half resolution, like a 128 px generator
     # pasted into a 256 px face).
-    downscale_factor_range: tuple[float, float] = (0.4, 0.8)
+    downscale_factor_range: tuple[float, float] = (0.5, 0.85)
     # Probability and quality range of re-encoding the source as JPEG (block and ringing
     # artefacts that the surrounding frame does not have).
     jpeg_probability: float = 0.5
@@ -88,12 +88,13 @@ class SelfBlendConfig:
     elastic_harmonics: int = 4
     elastic_strength_fraction: float = 0.05
     # Fallback face region when there are no landmarks: an ellipse centred in the crop with
-    # half-axes as fractions of the expected face box side (S / margin_ratio). Slightly smaller
-    # than the box because the box includes hair and chin edges that a swap does not replace.
+    # half-axes as fractions of the expected face box side (S / margin_ratio; keep margin_ratio
+    # equal to the crop's, Preprocessing.margin_ratio). Slightly smaller than 0.5 x 0.6 of the
+    # box: the region is grown by the mask's blur and a swap does not replace hair or neck.
     margin_ratio: float = 1.3
     ellipse_half_width_fraction: float = 0.45
     ellipse_half_height_fraction: float = 0.55
-    # Gaussian blur kernel side as a fraction of S (made odd, at least 3). The binary mask is
+    # Gaussian blur kernel side as a fraction of S (made odd, at least 3). The region is
     # eroded by half a kernel first, so the soft ramp lies inside the face region instead of
     # spilling over the hair and background. Narrow kernels give sharp seams, wide ones
     # gradual colour changes; both occur in real swaps.

@@ -1,0 +1,349 @@
+"""Compose the stages for one video and for a batch.
+
+video -> frames (decord, in a killable worker that prefetches the next video) -> faces (MTCNN)
+-> persons (IoU tracks) -> crops (the shared crop function, at the size and margin the
+weights ask for) -> fake probabilities (batched detector) -> verdict (named aggregation).
+A video that cannot be read gets status `error`, one without a face `no_face`: never a score.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deepfake_cli.aggregate import check_strategy, video_verdict
+from deepfake_cli.crops import crop_face
+from deepfake_cli.errors import MattnError, UsageError
+from deepfake_cli.faces import FaceDetector, link_tracks
+from deepfake_cli.results import FaceScore, FrameRecord, ModelInfo, VideoResult
+from deepfake_cli.scoring import FaceScorer
+from deepfake_cli.video import VIDEO_EXTENSIONS, FrameReader, SampledFrames
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """What to sample and how to judge; one value per `mattn scan` option."""
+
+    # Frames sampled evenly over the video (or over [start_s, end_s)).
+    frames: int = 32
+    start_s: float | None = None
+    end_s: float | None = None
+    # At most this many faces per frame are scored (largest first): bounds work on crowds.
+    max_faces: int | None = 4
+    # Frame -> video aggregation strategy (see aggregate.STRATEGIES) and decision threshold.
+    aggregate: str = "mean"
+    threshold: float = 0.5
+    # Seconds a video may take to decode before it is given up as hung.
+    timeout_s: float | None = 120.0
+    # Include per-frame boxes and scores in the results.
+    details: bool = False
+
+    def __post_init__(self) -> None:
+        check_strategy(self.aggregate)
+        if self.frames < 1:
+            raise UsageError("--frames must be at least 1.")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise UsageError("--threshold must be between 0 and 1.")
+        if self.start_s is not None and self.end_s is not None and self.end_s <= self.start_s:
+            raise UsageError("--end must be after --start.")
+
+
+def model_info(model) -> ModelInfo:
+    provenance = model.provenance
+    return ModelInfo(name=provenance.name, sha256=model.weights_sha256, demo=bool(provenance.demo))
+
+
+class VideoScanner:
+    """Holds the models (loaded once) and scans videos one after another."""
+
+    def __init__(
+        self, scorer: FaceScorer, face_detector: FaceDetector, options: ScanOptions
+    ) -> None:
+        self.scorer = scorer
+        self.face_detector = face_detector
+        self.options = options
+        self.model = model_info(scorer.model)
+        preprocessing = scorer.model.preprocessing
+        self.crop_size = preprocessing.input_size
+        self.margin_ratio = preprocessing.margin_ratio
+        self.align = preprocessing.align
+
+    def _failed(self, path: str, message: str, started: float) -> VideoResult:
+        return VideoResult.failed(
+            path,
+            message,
+            threshold=self.options.threshold,
+            aggregate=self.options.aggregate,
+            model=self.model,
+            seconds=time.perf_counter() - started,
+        )
+
+    def judge(self, path: str, sampled: SampledFrames, started: float) -> VideoResult:
+        """Faces, crops, scores and verdict for frames already decoded."""
+        options = self.options
+        detections = self.face_detector.detect(sampled.frames)
+        tracks = link_tracks(detections, max_faces=options.max_faces)
+        # One crop per (person, frame) with the crop function training uses.
+        keys: list[tuple[int, int]] = []  # (person_id, frame position)
+        crops = []
+        for track in tracks:
+            for position in track.frame_positions:
+                detection = track.detections[position]
+                crops.append(
+                    crop_face(
+                        sampled.frames[position],
+                        detection.box_xyxy,
+                        size=self.crop_size,
+                        margin_ratio=self.margin_ratio,
+                        landmarks=detection.landmarks,
+                        align=self.align,
+                    )
+                )
+                keys.append((track.person_id, position))
+        frames_record = None
+        if not crops:
+            if options.details:
+                frames_record = [
+                    FrameRecord(index=index, time_s=time_s, faces=[])
+                    for index, time_s in zip(sampled.frame_indices, sampled.times_s, strict=True)
+                ]
+            return VideoResult.no_face(
+                path,
+                threshold=options.threshold,
+                aggregate=options.aggregate,
+                model=self.model,
+                seconds=time.perf_counter() - started,
+                frames=frames_record,
+            )
+        fake_probability = self.scorer.score(np.stack(crops))  # (num_crops,)
+
+        per_person: dict[int, list[float]] = {}
+        for (person_id, _position), probability in zip(keys, fake_probability, strict=True):
+            per_person.setdefault(person_id, []).append(float(probability))
+        persons, video_probability, verdict = video_verdict(
+            per_person, strategy=options.aggregate, threshold=options.threshold
+        )
+        if options.details:
+            faces_by_position: dict[int, list[FaceScore]] = {}
+            for (person_id, position), probability in zip(keys, fake_probability, strict=True):
+                detection = tracks[person_id].detections[position]
+                faces_by_position.setdefault(position, []).append(
+                    FaceScore(
+                        person=person_id,
+                        box=[float(value) for value in detection.box_xyxy],
+                        det_prob=float(detection.det_prob),
+                        fake_probability=float(probability),
+                    )
+                )
+            frames_record = [
+                FrameRecord(index=index, time_s=time_s, faces=faces_by_position.get(position, []))
+                for position, (index, time_s) in enumerate(
+                    zip(sampled.frame_indices, sampled.times_s, strict=True)
+                )
+            ]
+        return VideoResult(
+            path=path,
+            status="ok",
+            error=None,
+            verdict=verdict,
+            fake_probability=video_probability,
+            threshold=options.threshold,
+            aggregate=options.aggregate,
+            frames_used=len({position for _person, position in keys}),
+            model=self.model,
+            persons=persons,
+            seconds=time.perf_counter() - started,
+            frames=frames_record,
+        )
+
+    def scan_many(self, paths: Iterable[str]) -> Iterator[VideoResult]:
+        """Scan videos in order; the next video decodes in the worker while this one is judged."""
+        options = self.options
+        read_options = {"count": options.frames, "start_s": options.start_s, "end_s": options.end_s}
+        paths = list(paths)
+        with FrameReader(timeout_s=options.timeout_s) as reader:
+            pending = {}
+            for index, path in enumerate(paths):
+                started = time.perf_counter()
+                # Keep one video decoding ahead of the one being judged.
+                for ahead in paths[index : index + 2]:
+                    if ahead not in pending:
+                        pending[ahead] = reader.submit(ahead, **read_options)
+                try:
+                    sampled = pending.pop(path).result()
+                except MattnError as error:
+                    yield self._failed(path, error.message, started)
+                    continue
+                try:
+                    yield self.judge(path, sampled, started)
+                except MattnError as error:
+                    yield self._failed(path, error.message, started)
+
+
+# --- which files a batch scans -------------------------------------------------------------
+
+
+def expand_inputs(
+    arguments: Iterable[str], *, glob: str | None = None, stdin: Iterable[str] | None = None
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """Arguments (files, folders, `-` for paths on stdin) -> (video paths, problems).
+
+    Folders are searched recursively for video extensions (or `glob`). Problems are
+    (argument, one-sentence reason) pairs, reported as error results so the batch goes on.
+    """
+    videos: list[str] = []
+    problems: list[tuple[str, str]] = []
+    for argument in arguments:
+        if argument == "-":
+            lines = stdin if stdin is not None else sys.stdin
+            videos.extend(line.strip() for line in lines if line.strip())
+            continue
+        path = Path(argument)
+        if path.is_dir():
+            found = sorted(
+                str(candidate)
+                for candidate in path.rglob("*")
+                if candidate.is_file() and _matches(candidate, glob)
+            )
+            if not found:
+                wanted = f"files matching {glob!r}" if glob else "video files"
+                problems.append((argument, f"Folder {argument} contains no {wanted}."))
+            videos.extend(found)
+        else:
+            videos.append(argument)
+    # Each video once, in the order given.
+    return list(dict.fromkeys(videos)), problems
+
+
+def _matches(path: Path, glob: str | None) -> bool:
+    if glob:
+        return fnmatch.fnmatch(path.name, glob)
+    return path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def parse_shard(shard: str | None) -> tuple[int, int] | None:
+    """`K/N` (1 <= K <= N) -> (K, N)."""
+    if shard is None:
+        return None
+    try:
+        index_text, count_text = shard.split("/")
+        index, count = int(index_text), int(count_text)
+    except ValueError:
+        raise UsageError(f"--shard {shard!r} is not of the form K/N (for example 1/4).") from None
+    if not 1 <= index <= count:
+        raise UsageError(f"--shard {shard}: K must be between 1 and N.")
+    return index, count
+
+
+def in_shard(path: str, shard: tuple[int, int] | None) -> bool:
+    """Deterministic slice by a hash of the path: stable across machines and corpus growth."""
+    if shard is None:
+        return True
+    index, count = shard
+    digest = hashlib.sha1(path.encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "big") % count == index - 1
+
+
+def missing_file_reason(path: str) -> str | None:
+    """A sentence for inputs that are not files at all, decided before decoding."""
+    candidate = Path(path)
+    if not candidate.exists():
+        return f"{path} does not exist."
+    if not candidate.is_file():
+        return f"{path} is not a regular file."
+    return None
+
+
+def scan_batch(
+    scanner: VideoScanner,
+    paths: list[str],
+    problems: list[tuple[str, str]],
+    on_result: Callable[[VideoResult], None],
+) -> None:
+    """Scan every path, reporting each result through `on_result` (one bad file never stops it)."""
+    for argument, reason in problems:
+        on_result(scanner._failed(argument, reason, time.perf_counter()))
+    readable = []
+    for path in paths:
+        reason = missing_file_reason(path)
+        if reason:
+            on_result(scanner._failed(path, reason, time.perf_counter()))
+        else:
+            readable.append(path)
+    for result in scanner.scan_many(readable):
+        on_result(result)
+
+
+# --- the whole `mattn scan` ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScanRequest:
+    """Everything `mattn scan` was asked to do."""
+
+    inputs: tuple[str, ...]
+    options: ScanOptions
+    weights: Path | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    batch_size: int | None = None
+    output_format: str = "table"
+    output: Path | None = None
+    resume: bool = False
+    shard: str | None = None
+    glob: str | None = None
+    quiet: bool = False
+
+
+def run_scan(request: ScanRequest) -> int:
+    """Scan every input and write the results; returns the exit code (0, 1 or 2)."""
+    # Imported here: loading torch and the models is only worth it once options are valid.
+    from rich.console import Console
+
+    from deepfake_cli.aggregate import exit_code_for
+    from deepfake_cli.model.weights import load_detector, resolve_weights_path
+    from deepfake_cli.report import ScanProgress, completed_paths, open_sink, read_results
+    from deepfake_cli.scoring import resolve_device
+
+    shard = parse_shard(request.shard)
+    device = resolve_device(request.device)
+    paths, problems = expand_inputs(request.inputs, glob=request.glob)
+    paths = [path for path in paths if in_shard(path, shard)]
+    previous = []
+    if request.resume and request.output is not None and request.output.exists():
+        done = completed_paths(request.output)
+        previous = [result for result in read_results(request.output) if result.path in done]
+        paths = [path for path in paths if path not in done]
+
+    # Open the sink before loading models: an unwritable --output fails in a second.
+    sink = open_sink(
+        request.output_format,
+        request.output,
+        details=request.options.details,
+        resume=request.resume,
+    )
+    with sink:
+        model = load_detector(resolve_weights_path(request.weights), device=device)
+        scorer = FaceScorer(
+            model, device=device, precision=request.precision, batch_size=request.batch_size
+        )
+        scanner = VideoScanner(scorer, FaceDetector(device=device), request.options)
+        results = []
+        progress_console = Console(stderr=True)
+        show_progress = not request.quiet and progress_console.is_terminal
+        with ScanProgress(len(paths) + len(problems), progress_console, show_progress) as progress:
+
+            def on_result(result: VideoResult) -> None:
+                results.append(result)
+                sink.write(result)
+                progress.advance(result.path)
+
+            scan_batch(scanner, paths, problems, on_result)
+    return exit_code_for(previous + results)
