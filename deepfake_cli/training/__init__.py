@@ -1,0 +1,1 @@
+"""Training: data from an extract-faces manifest, the paper's recipe, checkpoints, evaluation."""
