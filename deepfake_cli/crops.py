@@ -164,6 +164,49 @@ def _crop_rotated(
     )
 
 
+def landmarks_in_crop(
+    landmarks: Sequence[Sequence[float]],
+    box_xyxy: BoxXYXY,
+    *,
+    size: int,
+    margin_ratio: float = 1.3,
+    align: bool = False,
+) -> tuple[tuple[float, float], ...]:
+    """Where frame points (e.g. MTCNN's 5 landmarks) land in `crop_face`'s output, in its pixels.
+
+    Uses `crop_face`'s geometry exactly: the pixel-snapped square and its resize when upright,
+    the rotation about the box centre when aligned (the eye angle is taken from `landmarks`).
+    Continuous coordinates on both sides, so a point at a pixel centre maps to a pixel centre.
+    """
+    if size < 1:
+        raise ValueError(f"size must be at least 1, got {size}")
+    crop_x_min, crop_y_min, crop_x_max, crop_y_max = square_crop_box(box_xyxy, margin_ratio)
+    points = [(float(point[0]), float(point[1])) for point in landmarks]
+    if align:
+        # Inverse of _crop_rotated's map: frame = side/size * R(angle) @ (crop - size/2) + centre.
+        center_x = (crop_x_min + crop_x_max) / 2.0
+        center_y = (crop_y_min + crop_y_max) / 2.0
+        output_per_pixel = size / (crop_x_max - crop_x_min)
+        angle_radians = math.radians(eye_angle_degrees(landmarks))
+        cos_angle, sin_angle = math.cos(angle_radians), math.sin(angle_radians)
+        output_center = size / 2.0
+        return tuple(
+            (
+                output_center
+                + output_per_pixel * (cos_angle * (x - center_x) + sin_angle * (y - center_y)),
+                output_center
+                + output_per_pixel * (-sin_angle * (x - center_x) + cos_angle * (y - center_y)),
+            )
+            for x, y in points
+        )
+    # The same whole-pixel square as _crop_upright, then its uniform resize to `size`.
+    left = math.floor(crop_x_min + 0.5)
+    top = math.floor(crop_y_min + 0.5)
+    side_px = max(1, math.floor(crop_x_max - crop_x_min + 0.5))
+    output_per_pixel = size / side_px
+    return tuple(((x - left) * output_per_pixel, (y - top) * output_per_pixel) for x, y in points)
+
+
 def normalize_crops(
     crops: np.ndarray,
     mean: float | Sequence[float],

@@ -512,30 +512,37 @@ def _exit_when_orphaned(parent_pid: int) -> None:
 
 
 def _serve_decode_requests(requests: IO[bytes], replies: IO[bytes]) -> None:
-    """The worker's loop: decode each request and reply, until the request stream closes."""
+    """The worker's loop: decode each request and reply, until the request stream closes.
+
+    The first message is the decode function (None: `read_frames`). It is unpickled, and so
+    its module imported, before the worker reports "ready", so that no request's timeout pays
+    for imports.
+    """
     import signal
 
     # Ctrl-C reaches the whole process group; the parent decides when the worker stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
-    _decord()  # import before "ready" so the first request's timeout does not pay for it
-    import cv2  # noqa: F401
-
+    try:
+        decode_function = _read_message(requests) or read_frames
+        _decord()
+        import cv2  # noqa: F401
+    except EOFError:
+        return
+    except Exception as error:  # e.g. the decode function's module cannot be imported here
+        _write_message(replies, ("failed", f"{type(error).__name__}: {error}"))
+        replies.flush()
+        return
     _write_message(replies, ("ready", os.getpid()))
     replies.flush()
     while True:
         try:
-            working_dir, decode_function, path, options = _read_message(requests)
+            working_dir, path, options = _read_message(requests)
         except EOFError:
             return
-        except Exception as error:  # e.g. decode_function's module cannot be imported here
-            summary = f"{type(error).__name__}: {error}"
-            _write_message(replies, ("crash", summary, traceback.format_exc()))
-            replies.flush()
-            continue
         try:
             os.chdir(working_dir)  # relative paths mean what they meant in the parent
-            sampled = (decode_function or read_frames)(path, **options)
+            sampled = decode_function(path, **options)
             frames = np.ascontiguousarray(sampled.frames)
             header = (
                 "frames",
@@ -600,7 +607,8 @@ class FrameReader:
 
     `decode_function` replaces `read_frames` inside the worker (for tests, e.g. one that sleeps).
     It is sent by pickle, so it must be a module-level function importable in the worker, which
-    uses the parent's `sys.path`; it is called as `decode_function(path, count=..., every=...,
+    uses the parent's `sys.path` (its module is imported when a worker starts, outside any
+    request's timeout); it is called as `decode_function(path, count=..., every=...,
     start_s=..., end_s=...)` and must return `SampledFrames`.
     """
 
@@ -728,6 +736,8 @@ class FrameReader:
             self._worker = worker
         start_timer = _KillTimer(_WORKER_START_TIMEOUT_S, worker)
         try:
+            _write_message(worker.stdin, self._decode_function)  # type: ignore[arg-type]
+            worker.stdin.flush()  # type: ignore[union-attr]
             reply = _read_message(worker.stdout)  # type: ignore[arg-type]
         except (EOFError, OSError, ValueError) as error:
             self._discard_worker(worker)
@@ -740,12 +750,12 @@ class FrameReader:
             start_timer.cancel()
         if reply[0] != "ready":
             self._discard_worker(worker)
-            raise VideoError(f"The frame-decoding worker process sent {reply[0]!r} on start.")
+            raise VideoError(f"The frame-decoding worker process could not start ({reply[-1]}).")
         return worker
 
     def _send_request(self, request: _DecodeRequest) -> subprocess.Popen[bytes]:
         """Send `request` to a live worker, replacing one that died while idle."""
-        message = (os.getcwd(), self._decode_function, request.path, request.options)
+        message = (os.getcwd(), request.path, request.options)
         for attempt in range(2):
             worker = self._start_worker_if_needed()
             try:
