@@ -9,7 +9,7 @@ Two ways to decode:
 * `FrameReader` decodes in a separate worker process that it can kill, because decord is known to
   hang forever on some damaged containers; a hung file becomes a `VideoError` and the next file
   gets a fresh worker. The worker never imports torch (nor the `deepfake_cli` package
-  `__init__`, which does): it starts as a plain `python -c` child that imports only this module,
+  `__init__`): it starts as a plain `python -c` child that imports only this module, `errors`,
   numpy, decord and OpenCV.
 
 Rotation: phones store portrait video as landscape frames plus a rotation in the container.
@@ -445,11 +445,11 @@ def read_frames(
 # "frames" reply as raw bytes, read straight into the destination array (no pickle copy).
 _MESSAGE_LENGTH = struct.Struct("<Q")
 
-# Started with `python -c`, not multiprocessing: multiprocessing's spawn re-imports the parent's
-# __main__ (the `mattn` console script, which imports the CLI, the package and torch), and
-# unpickling a function from `deepfake_cli.video` would run `deepfake_cli/__init__.py`, which
-# imports torch too. A stand-in package module lets `deepfake_cli.video` and `deepfake_cli.errors`
-# be imported without running that `__init__`.
+# Started with `python -c`, not multiprocessing: multiprocessing's spawn and forkserver re-import
+# the parent's __main__ in the child (the `mattn` console script, which imports the CLI and,
+# through it, torch), and unpickling a function from `deepfake_cli.video` would run the package
+# `__init__`, which need not stay torch-free. A stand-in package module lets `deepfake_cli.video`
+# and `deepfake_cli.errors` be imported without running that `__init__`.
 _WORKER_BOOTSTRAP = """
 import json, os, sys, types
 package_name, package_dir, parent_sys_path = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
@@ -725,7 +725,8 @@ class FrameReader:
                     _WORKER_BOOTSTRAP,
                     package_name,
                     package_dir,
-                    json.dumps(sys.path),
+                    # The parent's import path, so that a decode_function can be imported.
+                    json.dumps([entry for entry in sys.path if isinstance(entry, str)]),
                 ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,

@@ -1,0 +1,140 @@
+"""`mattn extract-faces DATASET -o FACES`: the command; the work is `extract.extract_faces`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from deepfake_cli.errors import MattnError
+
+# How many skipped videos the command names before pointing at summary.json.
+_SKIPPED_SHOWN = 5
+
+
+def extract_faces_command(
+    dataset: Annotated[
+        Path,
+        typer.Argument(
+            help="Dataset folder: FaceForensics++, Celeb-DF, DFDC or real/fake folders.",
+            show_default=False,
+        ),
+    ],
+    *,
+    output: Annotated[
+        Path,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Folder for crops/, manifest.csv and summary.json (resumes if it has them).",
+            show_default=False,
+        ),
+    ],
+    layout: Annotated[
+        str, typer.Option(help="Dataset layout: auto, ffpp, celebdf, dfdc or folders.")
+    ] = "auto",
+    compression: Annotated[
+        str, typer.Option(help="FaceForensics++ level: c23, c40 or raw (others ignore it).")
+    ] = "c23",
+    splits_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--splits", help="Folder with FaceForensics++'s official train/val/test.json."
+        ),
+    ] = None,
+    frames: Annotated[
+        int, typer.Option(help="Frames sampled evenly over each video (with --every: at most).")
+    ] = 32,
+    every: Annotated[
+        int | None, typer.Option(help="Take every k-th frame from the start instead.")
+    ] = None,
+    crop_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Crop side in pixels (default 440: a little larger than the model's 380 "
+            "input, so training can random-crop).",
+        ),
+    ] = None,
+    margin_ratio: Annotated[
+        float,
+        typer.Option("--margin", help="Crop square side over the face box's longer side."),
+    ] = 1.3,
+    align: Annotated[
+        bool, typer.Option(help="Rotate crops so the eyes are level (match your weights).")
+    ] = False,
+    image_format: Annotated[str, typer.Option("--format", help="Crop files: png or jpg.")] = "png",
+    jpeg_quality: Annotated[int, typer.Option("--quality", help="JPEG quality, 1-100.")] = 95,
+    workers: Annotated[
+        int, typer.Option(help="Processes detecting faces in parallel (CPU; CUDA uses one).")
+    ] = 1,
+    limit: Annotated[
+        int | None, typer.Option(help="Only the first N videos (originals before fakes).")
+    ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(help="K/N: only the K-th of N slices (a fake with its original)."),
+    ] = None,
+    device: Annotated[
+        str, typer.Option(help="Face detector device: cpu, cuda, cuda:N or auto.")
+    ] = "cpu",
+    timeout_s: Annotated[
+        float, typer.Option("--timeout", help="Seconds a video may take to decode.")
+    ] = 120.0,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")
+    ] = False,
+) -> None:
+    """Cut face crops out of a deepfake dataset and write a manifest for training.
+
+    The crops are the ones `mattn scan` cuts; fakes are cropped with their original's boxes
+    where the dataset pairs them. Rerun the same command to resume an interrupted run.
+    """
+    # Imported here so that `mattn --help` does not load torch and MTCNN.
+    from deepfake_cli.extract import extract_faces
+
+    try:
+        summary = extract_faces(
+            dataset,
+            output,
+            layout=layout,
+            compression=compression,
+            splits_dir=splits_dir,
+            frames=frames,
+            every=every,
+            crop_size=crop_size,
+            margin_ratio=margin_ratio,
+            align=align,
+            image_format=image_format,
+            jpeg_quality=jpeg_quality,
+            workers=workers,
+            limit=limit,
+            shard=shard,
+            device=device,
+            timeout_s=timeout_s,
+            progress=not quiet,
+        )
+    except MattnError as error:
+        print(f"mattn: {error.message}", file=sys.stderr)
+        raise typer.Exit(error.exit_code) from None
+
+    if quiet:
+        return
+    per_split = ", ".join(
+        f"{split} {count}" for split, count in summary.videos_by_split.items()
+    )
+    resumed = f", {summary.videos_resumed} from an earlier run" if summary.videos_resumed else ""
+    print(
+        f"Wrote {summary.crops} crops of {summary.videos_extracted} videos "
+        f"({per_split or 'none'}{resumed}) to {summary.manifest_path}."
+    )
+    if summary.skipped:
+        print(
+            f"Skipped {len(summary.skipped)} video(s); reasons in {summary.summary_path}:",
+            file=sys.stderr,
+        )
+        for skipped in summary.skipped[:_SKIPPED_SHOWN]:
+            print(f"  {skipped.video}: {skipped.reason}", file=sys.stderr)
+        if len(summary.skipped) > _SKIPPED_SHOWN:
+            print(f"  ... and {len(summary.skipped) - _SKIPPED_SHOWN} more", file=sys.stderr)
