@@ -493,11 +493,11 @@ def test_frame_reader_reads_and_prefetches_in_order(tmp_path: Path) -> None:
 def test_frame_reader_times_out_then_keeps_working(tmp_path: Path) -> None:
     hanging = write_video(tmp_path / "hang.mp4", num_frames=5)
     fine = write_video(tmp_path / "fine.mp4", num_frames=10)
-    with FrameReader(timeout_s=1.0, decode_function=hang_on_files_named_hang) as reader:
+    with FrameReader(timeout_s=2.0, decode_function=hang_on_files_named_hang) as reader:
         hung = reader.submit(hanging)
-        queued = reader.submit(fine, count=3)  # waits behind the hung file; its own 1 s applies
+        queued = reader.submit(fine, count=3)  # waits behind the hung file; its own 2 s apply
         started = time.monotonic()
-        with pytest.raises(VideoError, match=r"did not finish within 1 s") as raised:
+        with pytest.raises(VideoError, match=r"did not finish within 2 s") as raised:
             hung.result()
         assert time.monotonic() - started < 20.0
         assert_one_sentence_about(raised.value, hanging)

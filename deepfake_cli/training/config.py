@@ -1,0 +1,397 @@
+"""What a training run does, as one frozen dataclass; defaults = the authors' recipe (MAT.md §6).
+
+Settings come from three places, in rising precedence: these defaults, a TOML file
+(`--config FILE.toml`; on `--resume`, the run's own saved `config.toml` comes first), and the
+command-line options. `resolve_config` is the one place where they are merged. The resolved
+config is written as `RUN_DIR/config.toml` and stored in every checkpoint, so a run can always
+be explained and repeated.
+
+TOML layout: top-level keys are `TrainConfig` fields; the tables `[stage1]` and `[stage2]` are
+the two stages' `StageConfig`. Keys whose value is "unset" (None) are simply left out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+from deepfake_cli.errors import UsageError
+from deepfake_cli.model.config import NATIVE_INPUT_SIZE, MATConfig, Preprocessing
+
+RECIPES = ("paper", "single")
+SYNTHETIC_FAKES = ("none", "self-blend")
+STAGE_NAMES = {1: "stage 1 (backbone classifier)", 2: "stage 2 (MAT)"}
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """Optimisation settings of one stage (each stage gets a fresh optimiser and schedule)."""
+
+    # Stage 1: 20 epochs; stage 2: 30 (the authors configure 50 but continue the epoch counter
+    # of stage 1's checkpoint, so 20..49 run).
+    epochs: int
+    # Images per batch per process: 16 for stage 1, 15 per GPU for stage 2.
+    batch_size: int
+    # AdamW as the authors: lr 1e-4, betas (0.9, 0.999), weight decay 1e-6.
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 1e-6
+    # StepLR: the learning rate is halved every 5 epochs.
+    lr_step_epochs: int = 5
+    lr_gamma: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise UsageError(f"epochs must be at least 1, got {self.epochs}.")
+        if self.batch_size < 2:
+            # BatchNorm cannot train on a batch of one image.
+            raise UsageError(f"batch size must be at least 2, got {self.batch_size}.")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise UsageError(f"learning rate must be a positive number, got {self.lr}.")
+        if self.lr_step_epochs < 1:
+            raise UsageError(f"lr_step_epochs must be at least 1, got {self.lr_step_epochs}.")
+
+
+STAGE1_DEFAULTS = StageConfig(epochs=20, batch_size=16)
+STAGE2_DEFAULTS = StageConfig(epochs=30, batch_size=15)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything `mattn train` needs to know. Paths are strings so the config is plain TOML."""
+
+    # Faces folder written by `mattn extract-faces` (manifest.csv + crops).
+    data: str
+    # Run directory: weights, training state, logs, TensorBoard events, config.toml.
+    out: str
+
+    # --- What to train -------------------------------------------------------------------
+    # "paper": stage 1 (plain backbone classifier) then stage 2 (MAT initialised from stage
+    # 1's backbone), as the authors trained their released model; "single": one stage only.
+    recipe: str = "paper"
+    # Run only this stage (1 or 2); unset = what the recipe says ("single" runs stage 2).
+    stage: int | None = None
+    # A mattn weights file (or the authors' .pth) to initialise from: every tensor whose name
+    # and shape match is copied. Overrides ImageNet and stage-1 initialisation.
+    init: str | None = None
+    # efficientnet-pytorch ImageNet weights for a stage that starts from scratch; unset = look
+    # in torch hub's cache (~/.cache/torch/hub/checkpoints/efficientnet-bX-*.pth). Nothing is
+    # ever downloaded: without a file the backbone starts from random weights.
+    backbone_weights: str | None = None
+
+    # --- Model (MATConfig; defaults = the released B4 model) ------------------------------
+    backbone: str = "efficientnet-b4"
+    # Square model input in pixels; unset = the backbone's native size (380 for B4).
+    input_size: int | None = None
+    num_attentions: int = MATConfig.num_attentions
+    attention_tap: str = MATConfig.attention_tap
+    texture_tap: str = MATConfig.texture_tap
+
+    # --- Data ------------------------------------------------------------------------------
+    # Frames per training video and epoch (50 for FF++, as the authors); all if fewer. The
+    # frames are spread over the video and shifted every epoch, so epochs see different frames.
+    frames_per_video: int = 50
+    # Frames per validation video (the authors evaluate 20 per video); 0 = all.
+    val_frames_per_video: int = 20
+    # "self-blend": every real training crop also yields a self-blended fake (Shiohara &
+    # Yamasaki 2022), so training works even on real videos only.
+    synthetic_fakes: str = "none"
+    # Balance classes by weighting the loss instead of oversampling the minority class (the
+    # authors oversample real videos).
+    class_weighted: bool = False
+    # Random horizontal flip (the authors' only augmentation).
+    hflip: bool = True
+    # Robustness augmentation: JPEG re-compression, blur, noise and colour jitter (OpenCV).
+    augment: bool = False
+    # Crops larger than input_size * this are first resized down, so a random crop of
+    # input_size still shows the whole face (crops are stored "a little larger" than the input).
+    # (extract-faces stores crops 15 % larger than the input, rounded up: 440 for 380.)
+    max_crop_slack: float = 1.2
+    # The margin extract-faces cut the crops with (side = margin_ratio x the detector box's
+    # longer side; FF++ uses 1.3); unset = the manifest's margin_ratio column, else 1.3. The
+    # weights record the margin of the centre crop the model actually sees, so that scanning
+    # crops faces at the scale the model was trained on.
+    margin_ratio: float | None = None
+    # Input normalisation (x/255 - mean)/std per RGB channel; the authors use 0.5 / 0.5.
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+    # --- Losses (MAT.md §4-5) -------------------------------------------------------------
+    # Total = ce * CE + ril * RIL + agda_ce * CE(AGDA) + match * match loss.
+    loss_ce: float = 1.0
+    loss_ril: float = 0.5
+    loss_agda_ce: float = 1.0
+    loss_match: float = 0.1
+    # Attention-guided data augmentation (the second forward pass) in stage 2.
+    agda: bool = True
+    # The RIL centre update rate alpha is multiplied by this after every epoch.
+    ril_alpha_decay: float = 0.9
+
+    # --- Optimisation, per stage -------------------------------------------------------------
+    stage1: StageConfig = STAGE1_DEFAULTS
+    stage2: StageConfig = STAGE2_DEFAULTS
+    # Images per batch when predicting the validation split.
+    eval_batch_size: int = 32
+
+    # --- Engineering ----------------------------------------------------------------------------
+    # "auto" = CUDA if available (under torchrun: the local rank's GPU), else MPS, else CPU.
+    device: str = "auto"
+    # Mixed precision: bf16 autocast on CUDA when supported, else fp16 with a gradient scaler;
+    # unset = on for CUDA, off elsewhere.
+    amp: bool | None = None
+    # DataLoader worker processes (decoding and augmenting crops); 0 = in the main process.
+    workers: int = 2
+    # Everything random (frame choice, order, augmentation, AGDA, dropout) derives from this.
+    seed: int = 0
+    # Deterministic algorithms only (slower on GPU); on CPU, an interrupted and resumed run
+    # gives bit-identical weights.
+    deterministic: bool = False
+
+    # --- Provenance -----------------------------------------------------------------------------
+    # Model name stored with the weights; unset = "mattn-<backbone>-<data folder name>".
+    name: str | None = None
+    # Mark the weights as a demonstration only (not validated on a deepfake benchmark).
+    demo: bool = False
+
+    def __post_init__(self) -> None:
+        if self.recipe not in RECIPES:
+            raise UsageError(f"unknown recipe {self.recipe!r}; use one of {', '.join(RECIPES)}.")
+        if self.stage not in (None, 1, 2):
+            raise UsageError(f"stage must be 1 or 2, got {self.stage!r}.")
+        if self.backbone not in NATIVE_INPUT_SIZE:
+            raise UsageError(
+                f"unknown backbone {self.backbone!r}; use one of {', '.join(NATIVE_INPUT_SIZE)}."
+            )
+        if self.input_size is not None and self.input_size < 32:
+            raise UsageError(f"input size must be at least 32 pixels, got {self.input_size}.")
+        if self.synthetic_fakes not in SYNTHETIC_FAKES:
+            raise UsageError(
+                f"unknown --synthetic-fakes {self.synthetic_fakes!r}; use one of "
+                f"{', '.join(SYNTHETIC_FAKES)}."
+            )
+        if self.frames_per_video < 1:
+            raise UsageError(f"frames per video must be at least 1, got {self.frames_per_video}.")
+        if self.val_frames_per_video < 0:
+            raise UsageError("val_frames_per_video must be 0 (all) or more.")
+        if self.workers < 0:
+            raise UsageError(f"workers must be 0 or more, got {self.workers}.")
+        if self.margin_ratio is not None and self.margin_ratio <= 0:
+            raise UsageError("margin_ratio must be positive.")
+        if self.max_crop_slack < 1:
+            raise UsageError("max_crop_slack must be at least 1.")
+
+    # --- derived values ---------------------------------------------------------------------
+
+    @property
+    def stages(self) -> tuple[int, ...]:
+        """The stages this run trains, in order."""
+        if self.stage is not None:
+            return (self.stage,)
+        return (1, 2) if self.recipe == "paper" else (2,)
+
+    def stage_config(self, stage: int) -> StageConfig:
+        return self.stage1 if stage == 1 else self.stage2
+
+    @property
+    def model_input_size(self) -> int:
+        return self.input_size or NATIVE_INPUT_SIZE[self.backbone]
+
+    def model_config(self, stage: int) -> MATConfig:
+        """The network of a stage: stage 1 = the plain backbone classifier, stage 2 = MAT."""
+        return MATConfig(
+            backbone=self.backbone,
+            input_size=self.model_input_size,
+            num_attentions=self.num_attentions,
+            attention_tap=self.attention_tap,
+            texture_tap=self.texture_tap,
+            variant="backbone" if stage == 1 else "mat",
+        )
+
+    def preprocessing(self, margin_ratio: float) -> Preprocessing:
+        """What scanning must feed the model; `margin_ratio` = that of the crops it saw
+        (data.model_input_margin)."""
+        return Preprocessing(
+            input_size=self.model_input_size, mean=self.mean, std=self.std,
+            margin_ratio=margin_ratio,
+        )
+
+    def model_name(self) -> str:
+        return self.name or f"mattn-{self.backbone}-{Path(self.data).name}"
+
+    def resolved(self) -> TrainConfig:
+        """The same config with defaults that depend on other fields filled in."""
+        return dataclasses.replace(self, input_size=self.model_input_size, name=self.model_name())
+
+    # --- plain data ---------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain dict (tuples as lists, unset values left out), as written to TOML."""
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        values = _checked_keys(cls, data, where="")
+        for name, defaults in (("stage1", STAGE1_DEFAULTS), ("stage2", STAGE2_DEFAULTS)):
+            if name in values:
+                if not isinstance(values[name], dict):
+                    raise UsageError(f"[{name}] must be a TOML table.")
+                stage_values = _checked_keys(StageConfig, values[name], where=f"[{name}] ")
+                values[name] = _replace(defaults, stage_values)
+        missing = [name for name in ("data", "out") if not values.get(name)]
+        if missing:
+            option = missing[0]
+            raise UsageError(f"--{option} is required (give it as an option or in the TOML file).")
+        for name in ("mean", "std"):
+            if name in values:
+                values[name] = tuple(values[name])
+        return cls(**values)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items() if item is not None}
+    if isinstance(value, tuple | list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _checked_keys(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UsageError(
+            f"unknown training setting {where}{unknown[0]!r}; known: {', '.join(sorted(known))}."
+        )
+    return dict(data)
+
+
+def _replace(stage: StageConfig, values: dict[str, Any]) -> StageConfig:
+    if "betas" in values:
+        values = {**values, "betas": tuple(values["betas"])}
+    try:
+        return dataclasses.replace(stage, **values)
+    except TypeError as error:
+        raise UsageError(f"bad stage setting ({error}).") from None
+
+
+# --- merging: defaults < saved run config < TOML file < command-line options -------------------
+
+#: Command-line options that set a field of every stage the run trains.
+STAGE_OPTIONS = ("epochs", "batch_size", "lr")
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"config file {path} does not exist.")
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        raise UsageError(f"{path} is not valid TOML ({error}).") from None
+
+
+def resolve_config(
+    options: dict[str, Any],
+    *,
+    config_file: str | Path | None = None,
+    saved: dict[str, Any] | None = None,
+) -> TrainConfig:
+    """Merge the layers of settings into one validated, resolved `TrainConfig`.
+
+    `options` holds only what the user gave on the command line (None = not given);
+    `epochs`, `batch_size` and `lr` there apply to every stage this run trains. `saved` is a
+    resumed run's own config.toml.
+    """
+    merged: dict[str, Any] = {}
+    for layer in (saved or {}, read_toml(config_file) if config_file else {}):
+        _merge(merged, layer)
+    given = {key: value for key, value in options.items() if value is not None}
+    stage_options = {key: given.pop(key) for key in STAGE_OPTIONS if key in given}
+    _merge(merged, given)
+    try:
+        config = TrainConfig.from_dict(merged)
+    except TypeError as error:
+        raise UsageError(f"bad training setting ({error}).") from None
+    for stage in config.stages:
+        name = f"stage{stage}"
+        updated = _replace(getattr(config, name), stage_options)
+        config = dataclasses.replace(config, **{name: updated})
+    return config.resolved()
+
+
+def _merge(into: dict[str, Any], layer: dict[str, Any]) -> None:
+    for key, value in layer.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            into[key] = {**into[key], **value}
+        else:
+            into[key] = value
+
+
+# --- TOML writing (flat keys plus one level of tables; enough for TrainConfig) ---------------
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    """Serialise a dict of scalars, lists and one level of tables to TOML."""
+    lines = [f"{key} = {_toml_value(value)}" for key, value in data.items()
+             if not isinstance(value, dict)]
+    for key, value in data.items():
+        if isinstance(value, dict):
+            lines.append("")
+            lines.append(f"[{key}]")
+            lines.extend(f"{name} = {_toml_value(item)}" for name, item in value.items())
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    from deepfake_cli.model.weights import atomic_write
+
+    text = "# Resolved settings of this run (mattn train). Reuse with --config.\n"
+    text += to_toml(config.to_dict())
+    atomic_write(Path(path), lambda temporary: Path(temporary).write_text(text))
+
+
+def load_saved_config(run_dir: str | Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / "config.toml"
+    return read_toml(path) if path.is_file() else None
+
+
+__all__ = [
+    "RECIPES",
+    "STAGE1_DEFAULTS",
+    "STAGE2_DEFAULTS",
+    "StageConfig",
+    "TrainConfig",
+    "load_saved_config",
+    "read_toml",
+    "resolve_config",
+    "save_config",
+    "to_toml",
+]

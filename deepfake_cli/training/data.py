@@ -1,0 +1,450 @@
+"""Training data: the faces manifest -> which crops each epoch sees -> augmented tensors.
+
+The faces folder is written by `mattn extract-faces`: `manifest.csv` with one row per face crop
+(square, a little larger than the model input) and its video, label, method and split.
+
+Every random choice here is a pure function of (seed, epoch, position in the epoch's plan):
+which frames of each video an epoch uses, their order, the random crop and flip, the
+self-blended fake. So an interrupted run that resumes at an epoch sees exactly what an
+uninterrupted run would have seen, whatever the number of DataLoader workers or ranks.
+
+An epoch's plan (MAT.md §6, as the authors trained on FF++):
+1. per video, `frames_per_video` frames spread over the video, shifted by one frame every
+   epoch so that different epochs see different frames (all frames if the video has fewer);
+2. with `--synthetic-fakes self-blend`, every real crop also yields a self-blended fake;
+3. the smaller class is oversampled to the size of the larger (the authors repeat real videos),
+   unless the loss is class-weighted instead;
+4. shuffled, then split between ranks like DistributedSampler (padded to equal length).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from deepfake_cli.errors import LayoutError
+
+MANIFEST_NAME = "manifest.csv"
+REQUIRED_COLUMNS = ("crop_path", "video_id", "label", "method", "split", "frame_index")
+SPLITS = ("train", "val", "test")
+REAL, FAKE = 0, 1
+SELF_BLEND_METHOD = "self-blend"
+
+# Independent random streams derived from the seed (numpy SeedSequence entropy words).
+_TRAIN_STREAM, _VAL_STREAM, _ORDER_STREAM, _BALANCE_STREAM = 11, 12, 13, 14
+
+
+# --- the manifest ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CropRecord:
+    """One row of manifest.csv: a face crop and what is known about it."""
+
+    path: Path  # absolute path of the crop image
+    video_id: str
+    label: int  # 0 real, 1 fake
+    method: str  # "real", or the manipulation's name
+    split: str  # train / val / test
+    frame_index: int
+    video_path: str = ""
+    compression: str = ""
+    # MTCNN's 5 points (x1 y1 ... x5 y5) in crop pixels, or None.
+    landmarks: tuple[float, ...] | None = None
+    # The crop's side as a multiple of the detector box's longer side, when the manifest says.
+    margin_ratio: float | None = None
+
+
+def read_manifest(data_dir: str | Path) -> list[CropRecord]:
+    """All rows of `data_dir/manifest.csv` (extra columns are ignored)."""
+    data_dir = Path(data_dir)
+    path = data_dir / MANIFEST_NAME
+    if not path.is_file():
+        raise LayoutError(
+            f"{data_dir} is not a faces folder: {MANIFEST_NAME} is missing (write one with "
+            "`mattn extract-faces`)."
+        )
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [name for name in REQUIRED_COLUMNS if name not in (reader.fieldnames or [])]
+        if missing:
+            raise LayoutError(f"{path} lacks the column(s) {', '.join(missing)}.")
+        records = [_record(row, data_dir, path, line) for line, row in enumerate(reader, start=2)]
+    if not records:
+        raise LayoutError(f"{path} lists no face crops.")
+    labels_by_video: dict[str, set[int]] = defaultdict(set)
+    for record in records:
+        labels_by_video[record.video_id].add(record.label)
+    mixed = next((video for video, labels in labels_by_video.items() if len(labels) > 1), None)
+    if mixed is not None:
+        raise LayoutError(f"{path}: video {mixed!r} has crops labelled both real and fake.")
+    return records
+
+
+def _record(row: dict[str, str], data_dir: Path, manifest: Path, line: int) -> CropRecord:
+    try:
+        label = int(row["label"])
+        frame_index = int(float(row["frame_index"] or 0))
+    except ValueError:
+        raise LayoutError(f"{manifest}, line {line}: label and frame_index must be numbers.") from None
+    if label not in (REAL, FAKE):
+        raise LayoutError(f"{manifest}, line {line}: label must be 0 (real) or 1 (fake).")
+    split = row["split"].strip()
+    if split not in SPLITS:
+        raise LayoutError(f"{manifest}, line {line}: split must be one of {', '.join(SPLITS)}.")
+    landmarks = None
+    text = (row.get("landmarks") or "").strip()
+    if text:
+        values = tuple(float(value) for value in text.split())
+        if len(values) != 10:
+            raise LayoutError(f"{manifest}, line {line}: landmarks must be 10 numbers.")
+        landmarks = values
+    method = (row.get("method") or "").strip() or ("real" if label == REAL else "fake")
+    margin = (row.get("margin_ratio") or "").strip()
+    return CropRecord(
+        path=data_dir / row["crop_path"],
+        video_id=row["video_id"],
+        label=label,
+        method=method,
+        split=split,
+        frame_index=frame_index,
+        video_path=row.get("video_path") or "",
+        compression=row.get("compression") or "",
+        landmarks=landmarks,
+        margin_ratio=float(margin) if margin else None,
+    )
+
+
+def videos_of(records: Sequence[CropRecord], split: str) -> dict[str, list[int]]:
+    """video_id -> indices into `records` of that video's crops in `split`, in frame order."""
+    videos: dict[str, list[int]] = defaultdict(list)
+    for index, record in enumerate(records):
+        if record.split == split:
+            videos[record.video_id].append(index)
+    return {
+        video: sorted(indices, key=lambda i: records[i].frame_index)
+        for video, indices in sorted(videos.items())
+    }
+
+
+# --- which crops an epoch sees -----------------------------------------------------------------
+
+
+class Sample(NamedTuple):
+    """One item of an epoch: a crop as it is, or a self-blended fake made from a real crop."""
+
+    record: int  # index into the records
+    self_blend: bool = False
+
+    def label(self, records: Sequence[CropRecord]) -> int:
+        return FAKE if self.self_blend else records[self.record].label
+
+    def video(self, records: Sequence[CropRecord]) -> str:
+        video_id = records[self.record].video_id
+        return f"{video_id}#{SELF_BLEND_METHOD}" if self.self_blend else video_id
+
+    def method(self, records: Sequence[CropRecord]) -> str:
+        return SELF_BLEND_METHOD if self.self_blend else records[self.record].method
+
+
+def spread_frames(num_frames: int, count: int, epoch: int) -> list[int]:
+    """`count` of `num_frames` positions spread evenly, shifted by one every epoch (all if fewer).
+
+    With stride s = num_frames / count, position i is floor(i * s) + (epoch mod floor(s)): the
+    authors take every 10th of the first 500 frames and shift by one frame each epoch.
+    """
+    if count <= 0 or num_frames <= count:
+        return list(range(num_frames))
+    stride = num_frames / count
+    offset = epoch % int(stride)
+    return [int(i * stride) + offset for i in range(count)]
+
+
+def epoch_plan(
+    records: Sequence[CropRecord],
+    *,
+    split: str,
+    frames_per_video: int,
+    epoch: int,
+    seed: int,
+    self_blend: bool,
+    balance: bool,
+    shuffle: bool,
+) -> list[Sample]:
+    """The samples of one epoch of `split` (see the module docstring)."""
+    samples: list[Sample] = []
+    for indices in videos_of(records, split).values():
+        for position in spread_frames(len(indices), frames_per_video, epoch):
+            samples.append(Sample(indices[position]))
+    if self_blend:
+        samples += [Sample(s.record, True) for s in samples if records[s.record].label == REAL]
+    if balance:
+        samples = _oversample_minority(samples, records, np.random.default_rng(
+            [seed, _BALANCE_STREAM, epoch]))
+    if shuffle:
+        order = np.random.default_rng([seed, _ORDER_STREAM, epoch]).permutation(len(samples))
+        samples = [samples[i] for i in order]
+    return samples
+
+
+def _oversample_minority(
+    samples: list[Sample], records: Sequence[CropRecord], rng: np.random.Generator
+) -> list[Sample]:
+    by_label: dict[int, list[Sample]] = {REAL: [], FAKE: []}
+    for sample in samples:
+        by_label[sample.label(records)].append(sample)
+    small, large = sorted(by_label.values(), key=len)
+    if not small or len(small) == len(large):
+        return samples
+    # Whole repeats of the minority, then a random subset for the remainder.
+    repeats, remainder = divmod(len(large) - len(small), len(small))
+    extra = small * repeats + [small[i] for i in sorted(rng.choice(len(small), remainder, replace=False))]
+    return samples + extra
+
+
+def class_weights(samples: Sequence[Sample], records: Sequence[CropRecord]) -> torch.Tensor:
+    """Cross-entropy weights n / (2 * n_class), for a class-weighted loss instead of oversampling."""
+    counts = Counter(sample.label(records) for sample in samples)
+    total = sum(counts.values())
+    return torch.tensor([total / (2 * max(counts[label], 1)) for label in (REAL, FAKE)])
+
+
+def shard(num_items: int, rank: int, world_size: int) -> list[int]:
+    """This rank's positions, padded like DistributedSampler so every rank gets as many."""
+    positions = list(range(num_items))
+    if world_size > 1 and num_items:
+        padded = -(-num_items // world_size) * world_size
+        positions += positions[: padded - num_items]
+    return positions[rank::world_size]
+
+
+# --- from a crop file to a tensor ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Transform:
+    """How a stored crop becomes a model input."""
+
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    # Training: random crop + flip (+ robustness augmentation); evaluation: centre crop.
+    train: bool = False
+    hflip: bool = True
+    augment: bool = False
+    max_crop_slack: float = 1.2
+
+
+def load_crop(path: Path) -> np.ndarray:
+    """(S, S, 3) uint8 RGB."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise LayoutError(f"cannot read face crop {path}.")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def fitted_side(side: int, input_size: int, max_slack: float) -> int:
+    """A stored crop's side once fitted into [input_size, input_size * max_slack]."""
+    return int(min(max(side, input_size), round(input_size * max_slack)))
+
+
+def model_input_margin(
+    stored_margin: float, stored_side: int, input_size: int, max_slack: float
+) -> float:
+    """The margin of the centre crop the model sees (what scanning must cut).
+
+    A crop stored at `stored_side` px with `stored_margin` is fitted, then centre-cropped to
+    the input: the face box then fills the input as in a crop cut with this margin.
+    """
+    return round(stored_margin * input_size / fitted_side(stored_side, input_size, max_slack), 4)
+
+
+def fit_crop(
+    image: np.ndarray, landmarks: np.ndarray | None, input_size: int, max_slack: float
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Resize so the side lies in [input_size, input_size * max_slack] (landmarks follow)."""
+    height, width = image.shape[:2]
+    target = fitted_side(min(height, width), input_size, max_slack)
+    if (height, width) != (target, target):
+        interpolation = cv2.INTER_AREA if min(height, width) > target else cv2.INTER_LINEAR
+        image = cv2.resize(image, (target, target), interpolation=interpolation)
+        if landmarks is not None:
+            landmarks = landmarks * np.array([target / width, target / height])
+    return image, landmarks
+
+
+def robustness_augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Degradations seen in the wild: colour jitter, blur, noise, JPEG re-compression."""
+    if rng.random() < 0.3:  # brightness / contrast / saturation
+        image = image.astype(np.float32)
+        grey = image.mean(axis=2, keepdims=True)
+        image = grey + (image - grey) * rng.uniform(0.7, 1.3)  # saturation
+        image = (image - 128.0) * rng.uniform(0.8, 1.2) + 128.0 + rng.uniform(-20, 20)
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    if rng.random() < 0.2:
+        sigma = rng.uniform(0.3, 1.5)
+        image = cv2.GaussianBlur(image, (0, 0), sigmaX=sigma)
+    if rng.random() < 0.2:
+        noise = rng.normal(0.0, rng.uniform(2.0, 8.0), image.shape)
+        image = np.clip(image.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+    if rng.random() < 0.3:
+        quality = int(rng.integers(30, 96))
+        _, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        image = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
+    return image
+
+
+def normalize(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """(S, S, 3) uint8 RGB -> (3, S, S) float32, (x/255 - mean)/std: the shared crop function."""
+    from deepfake_cli.crops import normalize_crops
+
+    return normalize_crops(image[None], mean, std)[0]
+
+
+def make_input(
+    record: CropRecord, self_blend: bool, transform: Transform, rng: np.random.Generator
+) -> torch.Tensor:
+    """A crop file -> the (3, S, S) tensor the model sees, all randomness from `rng`."""
+    image = load_crop(record.path)
+    landmarks = None if record.landmarks is None else np.array(record.landmarks).reshape(5, 2)
+    image, landmarks = fit_crop(image, landmarks, transform.input_size, transform.max_crop_slack)
+    if self_blend:
+        from deepfake_cli.training.synthetic import self_blend as make_self_blend
+
+        image, _ = make_self_blend(image, landmarks, rng)
+    size, side = transform.input_size, image.shape[0]
+    if transform.train:
+        top, left = (int(v) for v in rng.integers(0, side - size + 1, size=2))
+    else:
+        top = left = (side - size) // 2
+    image = image[top : top + size, left : left + size]
+    if transform.train and transform.hflip and rng.random() < 0.5:
+        image = image[:, ::-1]
+    if transform.train and transform.augment:
+        image = robustness_augment(np.ascontiguousarray(image), rng)
+    return normalize(np.ascontiguousarray(image), transform.mean, transform.std)
+
+
+class CropDataset(Dataset):
+    """The samples of one epoch (or an evaluation split) as (image, label, position) items."""
+
+    def __init__(
+        self,
+        records: Sequence[CropRecord],
+        samples: Sequence[Sample],
+        transform: Transform,
+        *,
+        seed: int = 0,
+        epoch: int = 0,
+    ) -> None:
+        self.records = records
+        self.samples = list(samples)
+        self.transform = transform
+        self.seed = seed
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, position: int) -> tuple[torch.Tensor, int, int]:
+        sample = self.samples[position]
+        # Training: a fresh stream per (seed, epoch, position). Evaluation: per crop, the same
+        # every epoch, so validation fakes and scores are stable.
+        if self.transform.train:
+            rng = np.random.default_rng([self.seed, _TRAIN_STREAM, self.epoch, position])
+        else:
+            rng = np.random.default_rng([self.seed, _VAL_STREAM, sample.record])
+        record = self.records[sample.record]
+        image = make_input(record, sample.self_blend, self.transform, rng)
+        return image, sample.label(self.records), position
+
+
+def _worker_init(worker_id: int) -> None:
+    # Each worker is one process of a pool: one thread each keeps the cores for the pool.
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def make_loader(
+    dataset: CropDataset,
+    positions: Sequence[int],
+    *,
+    batch_size: int,
+    workers: int,
+    drop_last: bool,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """Batches of `dataset` in the order of `positions` (this rank's shard of the plan)."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=list(positions),
+        num_workers=workers,
+        drop_last=drop_last,
+        pin_memory=pin_memory,
+        worker_init_fn=_worker_init if workers else None,
+        # A private generator: the loader never draws from (and so never shifts) the global
+        # torch RNG, which dropout and AGDA use.
+        generator=torch.Generator().manual_seed(0),
+        persistent_workers=False,
+    )
+
+
+# --- a dataset's splits, summarised --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FacesData:
+    """A faces folder's records and what training needs to know about it."""
+
+    root: Path
+    records: list[CropRecord]
+
+    @classmethod
+    def load(cls, data_dir: str | Path) -> FacesData:
+        return cls(Path(data_dir), read_manifest(data_dir))
+
+    def videos(self, split: str) -> dict[str, list[int]]:
+        return videos_of(self.records, split)
+
+    def count_videos(self, split: str) -> dict[int, int]:
+        """label -> number of videos in `split`."""
+        counts: Counter[int] = Counter()
+        for indices in self.videos(split).values():
+            counts[self.records[indices[0]].label] += 1
+        return {REAL: counts[REAL], FAKE: counts[FAKE]}
+
+    def methods(self, split: str) -> list[str]:
+        return sorted({r.method for r in self.records if r.split == split and r.label == FAKE})
+
+    def stored_margin(self) -> float | None:
+        """The margin extract-faces cut the crops with (the most common one), if recorded."""
+        margins = Counter(r.margin_ratio for r in self.records if r.margin_ratio is not None)
+        return margins.most_common(1)[0][0] if margins else None
+
+    def stored_side(self) -> int:
+        """Side in pixels of the (first) stored crop."""
+        return int(load_crop(self.records[0].path).shape[0])
+
+    def describe(self) -> str:
+        """One line: what the model was trained on, for provenance and the console."""
+        train = self.count_videos("train")
+        methods = self.methods("train")
+        compressions = sorted({r.compression for r in self.records if r.compression})
+        text = (
+            f"{self.root.name}: {train[REAL] + train[FAKE]} training videos "
+            f"({train[REAL]} real, {train[FAKE]} fake"
+        )
+        text += f": {', '.join(methods)})" if methods else ")"
+        if compressions:
+            text += f", compression {', '.join(compressions)}"
+        return text
