@@ -60,7 +60,9 @@ def _version_callback(value: bool) -> None:
 def main_callback(
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version."),
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Print the version."
+        ),
     ] = False,
 ) -> None:
     """Is the face in this video a deepfake? Multi-attentional deepfake detection (MAT)."""
@@ -78,12 +80,16 @@ SCAN_EPILOG = (
 def scan(
     inputs: Annotated[
         list[str],
-        typer.Argument(help="Video files, folders (searched recursively), or - for paths on stdin."),
+        typer.Argument(
+            help="Video files, folders (searched recursively), or - for paths on stdin."
+        ),
     ],
     *,
     weights: Annotated[
         Path | None,
-        typer.Option(help="mattn .safetensors weights or an authors' .pth (default: bundled demo)."),
+        typer.Option(
+            help="mattn .safetensors weights or an authors' .pth (default: bundled demo)."
+        ),
     ] = None,
     frames: Annotated[int, typer.Option(help="Frames sampled evenly per video.")] = 32,
     start: Annotated[float | None, typer.Option(help="Sample from this time (seconds).")] = None,
@@ -169,8 +175,10 @@ def weights_import(
     from deepfake_cli.model.weights import import_and_save
 
     written = import_and_save(checkpoint, output, input_size=input_size, name=name)
-    print(f"wrote {written.path} ({written.config.backbone}, {written.num_parameters:,} parameters, "
-          f"sha256 {written.sha256})")
+    print(
+        f"wrote {written.path} ({written.config.backbone}, {written.num_parameters:,} parameters, "
+        f"sha256 {written.sha256})"
+    )
 
 
 @weights_app.command("info")

@@ -71,7 +71,9 @@ def self_blend_frame(frame: np.ndarray, detection, seed: int) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", type=Path, default=REPOSITORY / "tests/data/carphone_pristine.mp4")
+    parser.add_argument(
+        "--source", type=Path, default=REPOSITORY / "tests/data/carphone_pristine.mp4"
+    )
     parser.add_argument("--out", type=Path, default=REPOSITORY / "examples")
     arguments = parser.parse_args()
     frames, fps = read_all_frames(arguments.source)
@@ -85,7 +87,9 @@ def main() -> None:
     write_clip(arguments.out / "real_carphone.mp4", held_out, fps)
     write_clip(arguments.out / "fake_carphone_selfblend.mp4", manipulated, fps)
     missed = sum(1 for faces in detections if not faces)
-    print(f"wrote {len(held_out)} frames per clip to {arguments.out} ({missed} frames without a face)")
+    print(
+        f"wrote {len(held_out)} frames per clip to {arguments.out} ({missed} frames without a face)"
+    )
 
 
 if __name__ == "__main__":

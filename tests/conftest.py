@@ -15,4 +15,6 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 def tiny_config():
     from deepfake_cli.model.config import MATConfig
 
-    return MATConfig(backbone="efficientnet-b0", input_size=96, attention_tap="b5", texture_tap="b2")
+    return MATConfig(
+        backbone="efficientnet-b0", input_size=96, attention_tap="b5", texture_tap="b2"
+    )

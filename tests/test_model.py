@@ -216,7 +216,9 @@ def test_training_step_reaches_every_trainable_parameter(tiny_config):
 
 
 def test_backbone_variant_step_is_plain_cross_entropy(tiny_config):
-    config = MATConfig(**{**tiny_config.to_dict(), "variant": "backbone", "ril_inner_margins": (0.2, -0.8)})
+    config = MATConfig(
+        **{**tiny_config.to_dict(), "variant": "backbone", "ril_inner_margins": (0.2, -0.8)}
+    )
     model = build_detector(config).train()
     losses = mat_training_step(model, torch.randn(2, 3, 96, 96), torch.tensor([0, 1]))
     assert set(losses) == {"loss", "ce", "logits"}

@@ -18,7 +18,8 @@ from torchvision.transforms.functional import gaussian_blur
 class AGDAConfig:
     """The authors' released settings."""
 
-    # The soft weight w = (sigmoid((a - threshold) * zoom) - sigmoid(-threshold * zoom)) / (1 - ...),
+    # The soft weight w = (sigmoid((a - threshold) * zoom) - sigmoid(-threshold * zoom))
+    # / (1 - sigmoid(-threshold * zoom)),
     # with threshold and zoom drawn once per batch from these ranges.
     threshold_range: tuple[float, float] = (0.4, 0.6)
     zoom_range: tuple[float, float] = (3.0, 5.0)
@@ -30,7 +31,7 @@ class AGDAConfig:
 
 
 def choose_regions(attention_maps: torch.Tensor, generator: torch.Generator | None = None):
-    """Pick one map per sample with probability proportional to sqrt(map sum + 1) -> (B,) indices."""
+    """One map index per sample, with probability proportional to sqrt(map sum + 1): (B,)."""
     weights = torch.sqrt(attention_maps.sum(dim=(2, 3)).float() + 1)  # (B, M)
     return torch.multinomial(weights, 1, generator=generator).squeeze(1)
 

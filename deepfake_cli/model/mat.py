@@ -107,9 +107,12 @@ class MATDetector(nn.Module):
         local_matrix = texture_matrix
         if self.training and config.attention_dropout > 0:
             keep = 1.0 - config.attention_dropout
-            region_mask = torch.bernoulli(
-                torch.full(texture_matrix.shape[:2] + (1,), keep, device=images.device)
-            ) / keep  # (B, M, 1)
+            region_mask = (
+                torch.bernoulli(
+                    torch.full(texture_matrix.shape[:2] + (1,), keep, device=images.device)
+                )
+                / keep
+            )  # (B, M, 1)
             local_matrix = texture_matrix * region_mask
             pooled_maps = attention_maps * region_mask.unsqueeze(-1)
 

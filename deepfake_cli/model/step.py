@@ -81,9 +81,7 @@ def mat_training_step(
         distances = torch.linalg.vector_norm(descriptors_aug - descriptors, dim=-1)  # (B, M)
         parts["match"] = (distances * keep).mean()
         total = (
-            total
-            + weights.agda_cross_entropy * parts["agda_ce"]
-            + weights.match * parts["match"]
+            total + weights.agda_cross_entropy * parts["agda_ce"] + weights.match * parts["match"]
         )
 
     result = {name: value.detach() for name, value in parts.items()}

@@ -13,7 +13,7 @@ from torch import nn
 
 
 class TextureEnhancement(nn.Module):
-    """(B, N, H, W) shallow features + (B, M, h, w) maps -> (B, M, N, H, W) texture, low-freq map."""
+    """(B, N, H, W) features + (B, M, h, w) maps -> (B, M, N, H, W) texture and low-freq map."""
 
     def __init__(self, num_features: int, num_attentions: int) -> None:
         super().__init__()
@@ -37,7 +37,10 @@ class TextureEnhancement(nn.Module):
         batch, _, height, width = first.shape
         m = self.num_attentions
         joined = torch.cat(
-            [first.reshape(batch, m, -1, height, width), second.reshape(batch, m, -1, height, width)],
+            [
+                first.reshape(batch, m, -1, height, width),
+                second.reshape(batch, m, -1, height, width),
+            ],
             dim=2,
         )  # (B, M, C1 + C2, H, W)
         return joined.reshape(batch, -1, height, width)

@@ -16,7 +16,6 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from efficientnet_pytorch.utils import get_model_params, round_filters, round_repeats
@@ -95,8 +94,8 @@ def save_weights(
 ) -> Path:
     """Write `model` with its config, preprocessing and provenance (atomically)."""
     config = model.config
-    preprocessing = preprocessing or getattr(model, "preprocessing", None) or default_preprocessing(
-        config
+    preprocessing = (
+        preprocessing or getattr(model, "preprocessing", None) or default_preprocessing(config)
     )
     provenance = provenance or getattr(model, "provenance", None) or Provenance()
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
@@ -155,7 +154,7 @@ def read_weights_info(path: str | Path) -> WeightsFile:
     with safe_open(str(path), framework="pt") as handle:
         num_parameters = sum(
             _numel(handle.get_slice(key).get_shape())
-            for key in handle.keys()
+            for key in handle.keys()  # noqa: SIM118 - safe_open is not a dict
             if not key.endswith("num_batches_tracked")
         )
     return WeightsFile(
@@ -285,27 +284,35 @@ def infer_authors_config(
     if "attentions.conv2.weight" not in state:
         # A stage-1 checkpoint: the plain backbone classifier.
         return MATConfig(
-            backbone=backbone, input_size=size, variant="backbone", legacy_padding=True,
+            backbone=backbone,
+            input_size=size,
+            variant="backbone",
+            legacy_padding=True,
             num_classes=num_classes,
         )
     probe = MATDetector(MATConfig(backbone=backbone, input_size=size, variant="backbone"))
     channels = probe._tap_channels(size)
 
     def tap_with(width: int, key: str) -> str:
-        matches = [name for name in ("b1", "b2", "b3", "b4", "b5", "b6", "b7", "final", "b0")
-                   if channels.get(name) == width]
+        matches = [
+            name
+            for name in ("b1", "b2", "b3", "b4", "b5", "b6", "b7", "final", "b0")
+            if channels.get(name) == width
+        ]
         if not matches:
             raise WeightsError(
                 f"{source}: {key!r} expects {width} input channels, which no {backbone} tap has."
             )
         return matches[0]
 
-    attention_tap = tap_with(state["attentions.conv_extract.weight"].shape[1],
-                             "attentions.conv_extract.weight")
+    attention_tap = tap_with(
+        state["attentions.conv_extract.weight"].shape[1], "attentions.conv_extract.weight"
+    )
     texture_key = "texture_enhance.conv_extract.weight"
     if texture_key not in state:
-        raise WeightsError(f"{source} lacks key {texture_key!r} (only the v2 texture block is "
-                           "supported).")
+        raise WeightsError(
+            f"{source} lacks key {texture_key!r} (only the v2 texture block is supported)."
+        )
     texture_tap = tap_with(state[texture_key].shape[1], texture_key)
     alpha = float(state["auxiliary_loss.alpha"]) if "auxiliary_loss.alpha" in state else 0.05
     margins = state.get("auxiliary_loss.inner_margin")
