@@ -171,6 +171,21 @@ def test_foreign_safetensors_is_refused(tmp_path):
         load_detector(path)
 
 
+def test_authors_stage_one_checkpoint_with_unused_modules(tmp_path, legacy_model):
+    # The authors' pretraining builds MAT with feature layer `logits`: its checkpoint carries
+    # attention and texture modules (the latter 2 channels wide) that its forward never uses.
+    state = {authors_key(key): value for key, value in legacy_model.state_dict().items()}
+    state["texture_enhance.conv_extract.weight"] = torch.zeros(2, 2, 3, 3)
+    path = tmp_path / "pretrain.pth"
+    torch.save({"state_dict": state}, path)
+    imported = import_authors_checkpoint(path, input_size=96)
+    assert imported.config.variant == "backbone" and imported.config.legacy_padding
+    images = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        expected = legacy_model.backbone.forward_taps(images)["logits"]
+        assert torch.equal(imported(images), expected)
+
+
 def test_stage_one_checkpoint_imports_as_backbone_classifier(tmp_path):
     config = MATConfig(backbone="efficientnet-b0", input_size=96, variant="backbone")
     model = build_detector(config).eval()

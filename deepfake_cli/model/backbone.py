@@ -15,6 +15,8 @@ from efficientnet_pytorch import EfficientNet
 from efficientnet_pytorch.utils import Conv2dStaticSamePadding, round_repeats
 from torch import nn
 
+from deepfake_cli.model.config import NATIVE_INPUT_SIZE
+
 
 def same_padding(input_size: int, kernel_size: int, stride: int, dilation: int = 1) -> tuple:
     """TensorFlow "same" padding (left, right, top, bottom) for a square input of `input_size`."""
@@ -49,15 +51,18 @@ class TappedEfficientNet(EfficientNet):
         model.stage_ends = stage_ends
         model.input_size = input_size
         if legacy_padding:
-            model.use_legacy_padding(input_size)
+            # The authors' copy pads for the backbone's native resolution whatever the input
+            # size (only the parity of the size matters for stride 2, so this differs from
+            # padding for `input_size` only at odd sizes).
+            model.use_legacy_padding(NATIVE_INPUT_SIZE[name])
         return model
 
     def use_legacy_padding(self, input_size: int) -> None:
         """Pad every convolution as if its input were `input_size` (the authors' padding).
 
-        The authors' EfficientNet copy computes "same" padding once, for the network input,
-        and applies it at every stage; their released weights only reproduce their outputs
-        with it (MAT.md §7).
+        The authors' EfficientNet copy computes "same" padding once, for the backbone's native
+        input size, and applies it at every stage; their released weights only reproduce their
+        outputs with it (MAT.md §7).
         """
         for module in self.modules():
             if isinstance(module, Conv2dStaticSamePadding):

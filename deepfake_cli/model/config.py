@@ -50,9 +50,9 @@ class MATConfig:
     final_dropout: float = 0.5
     # Dropout of EfficientNet's own classifier (used by the stage-1 `logits` model).
     backbone_dropout: float = 0.4
-    # The authors' EfficientNet copy computes "same" padding once from the input size and uses
-    # it at every stage; efficientnet-pytorch recomputes it per stage. Only weights trained
-    # with the former (the authors' checkpoint) need it.
+    # The authors' EfficientNet copy computes "same" padding once, from the backbone's native
+    # input size, and uses it at every stage; efficientnet-pytorch recomputes it per stage.
+    # Only weights trained with the former (the authors' checkpoint) need it.
     legacy_padding: bool = False
     # "mat" = the full detector; "backbone" = plain EfficientNet classifier (stage 1 of the
     # recipe), scored through the backbone's own `logits` tap.

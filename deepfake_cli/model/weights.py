@@ -281,8 +281,13 @@ def infer_authors_config(
         )
     size = input_size or NATIVE_INPUT_SIZE[backbone]
     num_classes = state["net._fc.weight"].shape[0] if "net._fc.weight" in state else 2
-    if "attentions.conv2.weight" not in state:
-        # A stage-1 checkpoint: the plain backbone classifier.
+    texture = state.get("texture_enhance.conv_extract.weight")
+    if "attentions.conv2.weight" not in state or (
+        texture is not None and texture.shape[1] == num_classes
+    ):
+        # A stage-1 checkpoint: the plain backbone classifier. The authors' pretraining builds
+        # MAT with its feature layer set to `logits`, so its file carries unused attention and
+        # texture modules (the latter 2 channels wide); only the backbone is kept.
         return MATConfig(
             backbone=backbone,
             input_size=size,
@@ -337,6 +342,8 @@ def import_authors_checkpoint(
     path = Path(path)
     state = read_pickled_state_dict(path)
     config = infer_authors_config(state, path, input_size)
+    if config.variant == "backbone":
+        state = {key: value for key, value in state.items() if key.startswith("net.")}
     model = MATDetector(config)
     _load_state_checked(model, map_authors_keys(state), path)
     provenance = Provenance(
