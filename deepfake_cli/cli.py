@@ -19,6 +19,8 @@ from rich.console import Console
 
 from deepfake_cli import __version__
 from deepfake_cli.errors import EXIT_ERROR, MattnError, UsageError
+from deepfake_cli.extract_command import extract_faces_command
+from deepfake_cli.training.commands import evaluate_command, train_command
 
 app = typer.Typer(
     name="mattn",
@@ -225,6 +227,12 @@ def weights_info(
     console.print("preprocessing:", highlight=False)
     for key, value in info.preprocessing.to_dict().items():
         console.print(f"  {key:<20}{value}", highlight=False)
+
+
+# Commands defined beside the code they drive; each handles its own domain errors the same way.
+app.command("extract-faces")(extract_faces_command)
+app.command("train")(train_command)
+app.command("evaluate")(evaluate_command)
 
 
 def main() -> None:
