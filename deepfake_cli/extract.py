@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import math
 import multiprocessing
@@ -48,7 +47,7 @@ from deepfake_cli import __version__
 from deepfake_cli.crops import crop_face, landmarks_in_crop
 from deepfake_cli.datasets import SPLITS, VideoEntry, list_videos
 from deepfake_cli.errors import MattnError, UsageError
-from deepfake_cli.faces import Detection, FaceDetector, Track, link_tracks
+from deepfake_cli.faces import Detection, FaceDetector, link_tracks
 from deepfake_cli.video import FrameReader, PendingFrames, SampledFrames
 
 #: The model's default input side (MAT on EfficientNet-B4).
@@ -172,12 +171,12 @@ class _VideoTask:
     original: _OriginalFaces | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Outcome:
-    """A finished video: its done-record, or why it was skipped."""
+    """A finished video: done (its done-record is on disk), or why it was skipped."""
 
     video_id: str
-    record: dict[str, Any] | None = None
+    done: bool
     skip_reason: str | None = None
 
 
@@ -188,6 +187,7 @@ class _Plan:
     entries: list[VideoEntry]  # processing order: each original before its fakes
     # video_id of the selected original whose boxes a fake reuses.
     original_of: dict[str, str] = field(default_factory=dict)
+    entry_by_id: dict[str, VideoEntry] = field(default_factory=dict)
 
 
 def extract_faces(
@@ -266,53 +266,47 @@ def extract_faces(
 
     _make_output_folders(output_dir)
     fingerprint = settings.fingerprint()
-    records: dict[str, dict[str, Any]] = {}
-    for entry in plan.entries:
-        record = _read_record(output_dir, entry, fingerprint)
-        if record is not None:
-            records[entry.video_id] = record
-    videos_resumed = len(records)
+    # Only ids are kept in memory: a done-record is read again when a fake or the manifest
+    # needs it, so a dataset of 100k videos does not hold millions of rows at once.
+    done_ids = {
+        entry.video_id
+        for entry in plan.entries
+        if _read_record(output_dir, entry, fingerprint) is not None
+    }
+    videos_resumed = len(done_ids)
     skipped: dict[str, str] = {}
-
-    def finish(outcome: _Outcome) -> None:
-        if outcome.record is not None:
-            records[outcome.video_id] = outcome.record
-            status = "done"
-        else:
-            skipped[outcome.video_id] = outcome.skip_reason or "unknown failure"
-            status = "skipped"
-        if on_video_done is not None:
-            on_video_done(outcome.video_id, status)
+    run_options = _RunOptions(
+        settings=settings, output_dir=output_dir, device=str(torch_device), timeout_s=timeout_s
+    )
 
     from rich.console import Console
 
     from deepfake_cli.report import ScanProgress
 
-    to_do = [entry for entry in plan.entries if entry.video_id not in records]
-    progress_bar = ScanProgress(len(to_do), Console(stderr=True), progress)
-    with progress_bar:
+    to_do_count = len(plan.entries) - len(done_ids)
+    with ScanProgress(to_do_count, Console(stderr=True), progress) as progress_bar:
+        progress_bar.set_current("Extracting faces")
 
-        def finish_and_advance(outcome: _Outcome) -> None:
+        def finish(outcome: _Outcome) -> None:
+            if outcome.done:
+                done_ids.add(outcome.video_id)
+            else:
+                skipped[outcome.video_id] = outcome.skip_reason or "it failed for an unknown reason"
             progress_bar.advance(outcome.video_id)
-            finish(outcome)
+            if on_video_done is not None:
+                on_video_done(outcome.video_id, "done" if outcome.done else "skipped")
 
-        run_options = _RunOptions(
-            settings=settings,
-            output_dir=output_dir,
-            device=str(torch_device),
-            timeout_s=timeout_s,
-        )
-        if workers_used == 1 or len(to_do) <= 1:
-            _run_in_process(plan, records, run_options, finish_and_advance)
+        if workers_used == 1 or to_do_count <= 1:
+            _run_in_process(plan, done_ids, run_options, finish)
         else:
-            _run_in_pool(plan, records, run_options, workers_used, finish_and_advance)
+            _run_in_pool(plan, done_ids, run_options, workers_used, finish)
 
-    entry_by_id = {entry.video_id: entry for entry in plan.entries}
-    rows = _manifest_rows(plan.entries, records, settings)
     skipped_videos = [
-        SkippedVideo(video=entry_by_id[video_id].relative_path, reason=reason)
+        SkippedVideo(video=plan.entry_by_id[video_id].relative_path, reason=reason)
         for video_id, reason in sorted(skipped.items())
     ]
+    manifest_path = output_dir / MANIFEST_NAME
+    crops_per_video = _write_manifest(manifest_path, plan.entries, done_ids, run_options)
     options_used = {
         "layout": resolved_layout,
         "compression": compression,
@@ -325,26 +319,31 @@ def extract_faces(
         "timeout_s": timeout_s,
     }
     summary_document = _summary_document(
-        dataset_root, plan.entries, records, rows, skipped_videos, options_used
+        dataset_root, plan.entries, crops_per_video, skipped_videos, options_used
     )
-    manifest_path = output_dir / MANIFEST_NAME
     summary_path = output_dir / SUMMARY_NAME
-    _write_atomically(manifest_path, _manifest_bytes(rows))
     summary_text = json.dumps(summary_document, indent=2, ensure_ascii=False) + "\n"
     _write_atomically(summary_path, summary_text.encode("utf-8"))
 
-    extracted_entries = [entry for entry in plan.entries if entry.video_id in records]
     return ExtractSummary(
         output_dir=output_dir,
         manifest_path=manifest_path,
         summary_path=summary_path,
         layout=resolved_layout,
         videos_selected=len(plan.entries),
-        videos_extracted=len(extracted_entries),
+        videos_extracted=summary_document["videos_extracted"],
         videos_resumed=videos_resumed,
-        crops=len(rows),
-        videos_by_split=_count_by(extracted_entries, lambda entry: entry.split),
-        crops_by_split=_count_by(rows, lambda row: row["split"]),
+        crops=summary_document["crops"],
+        videos_by_split={
+            split: split_counts["videos"]
+            for split, split_counts in summary_document["by_split"].items()
+            if split_counts["videos"]
+        },
+        crops_by_split={
+            split: split_counts["crops"]
+            for split, split_counts in summary_document["by_split"].items()
+            if split_counts["crops"]
+        },
         skipped=skipped_videos,
         workers=workers_used,
         elapsed_s=time.perf_counter() - started,
@@ -416,7 +415,11 @@ def _plan(
         # A fake pairs only with an original of this run: one cut off by --limit is not read.
         if original is not None and original.video_id in selected_ids:
             originals[entry.video_id] = original.video_id
-    return _Plan(entries=selected, original_of=originals)
+    return _Plan(
+        entries=selected,
+        original_of=originals,
+        entry_by_id={entry.video_id: entry for entry in selected},
+    )
 
 
 def crop_folder_for(video_id: str) -> str:
@@ -438,7 +441,8 @@ def crop_folder_for(video_id: str) -> str:
     return safe_path
 
 
-def _record_path(output_dir: Path, video_id: str) -> Path:
+def done_record_path(output_dir: Path, video_id: str) -> Path:
+    """Where the done-record of a video goes: named by a hash, since ids may hold "/"."""
     digest = hashlib.sha256(video_id.encode("utf-8")).hexdigest()[:24]
     return output_dir / PROGRESS_FOLDER / f"{digest}.json"
 
@@ -455,7 +459,7 @@ def _make_output_folders(output_dir: Path) -> None:
 
 def _read_record(output_dir: Path, entry: VideoEntry, fingerprint: str) -> dict[str, Any] | None:
     """The video's done-record if it is complete and made with these settings, else None."""
-    path = _record_path(output_dir, entry.video_id)
+    path = done_record_path(output_dir, entry.video_id)
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
@@ -465,6 +469,8 @@ def _read_record(output_dir: Path, entry: VideoEntry, fingerprint: str) -> dict[
         or record.get("record_version") != RECORD_VERSION
         or record.get("settings") != fingerprint
         or record.get("video_id") != entry.video_id
+        # FF++ ids do not name the compression level; the path does.
+        or record.get("relative_path") != entry.relative_path
     ):
         return None
     return record
@@ -486,13 +492,19 @@ class _RunOptions:
 
 
 def _task_for(
-    entry: VideoEntry, plan: _Plan, records: dict[str, dict[str, Any]]
+    entry: VideoEntry, plan: _Plan, done_ids: set[str], run_options: _RunOptions
 ) -> _VideoTask:
-    """The task for `entry`, with its original's faces once the original is done."""
+    """The task for `entry`, with its original's faces when the original is done."""
     original_faces = None
     original_id = plan.original_of.get(entry.video_id)
-    if original_id is not None and original_id in records:
-        original_faces = _original_faces_from_record(records[original_id])
+    if original_id is not None and original_id in done_ids:
+        record = _read_record(
+            run_options.output_dir,
+            plan.entry_by_id[original_id],
+            run_options.settings.fingerprint(),
+        )
+        if record is not None:
+            original_faces = _original_faces_from_record(record)
     return _VideoTask(
         video_id=entry.video_id,
         relative_path=entry.relative_path,
@@ -504,16 +516,16 @@ def _task_for(
 
 def _run_in_process(
     plan: _Plan,
-    records: dict[str, dict[str, Any]],
+    done_ids: set[str],
     run_options: _RunOptions,
     finish: Callable[[_Outcome], None],
 ) -> None:
     """One detector here; the decoding worker reads the next video while this one is cropped.
 
-    The plan's order puts every original before its fakes, so an original's record exists
-    (or it failed) by the time its fakes come up.
+    The plan's order puts every original before its fakes, so an original is done (or has
+    failed) by the time its fakes come up.
     """
-    to_do = [entry for entry in plan.entries if entry.video_id not in records]
+    to_do = [entry for entry in plan.entries if entry.video_id not in done_ids]
     if not to_do:
         return
     detector = FaceDetector(device=run_options.device)
@@ -522,12 +534,12 @@ def _run_in_process(
     with FrameReader(timeout_s=run_options.timeout_s) as reader:
         pending: dict[str, PendingFrames] = {}
         for position, entry in enumerate(to_do):
+            # Keep one video decoding ahead of the one being cropped.
             for ahead in to_do[position : position + 2]:
                 if ahead.video_id not in pending:
                     pending[ahead.video_id] = reader.submit(ahead.video_path, **read_options)
-            task = _task_for(entry, plan, records)
-            outcome = _extract_video(task, pending.pop(entry.video_id), detector, run_options)
-            finish(outcome)
+            task = _task_for(entry, plan, done_ids, run_options)
+            finish(_extract_video(task, pending.pop(entry.video_id), detector, run_options))
 
 
 # Per worker process: created by the pool's initializer, used by every task it runs.
@@ -537,8 +549,13 @@ _worker_reader: FrameReader | None = None
 
 def _init_worker(device: str, timeout_s: float | None, threads_per_worker: int) -> None:
     global _worker_detector, _worker_reader
+    import signal
+
     import torch
 
+    # Ctrl-C reaches the whole process group; the parent stops the run, workers finish their
+    # current video so that no crop is left half-written.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # N processes on N cores: torch threads beyond a worker's share only contend.
     torch.set_num_threads(threads_per_worker)
     cv2.setNumThreads(1)
@@ -550,15 +567,13 @@ def _extract_in_worker(task: _VideoTask, run_options: _RunOptions) -> _Outcome:
     if _worker_detector is None or _worker_reader is None:
         raise RuntimeError("worker process was not initialised")
     settings = run_options.settings
-    pending = _worker_reader.submit(
-        task.video_path, count=settings.frames, every=settings.every
-    )
+    pending = _worker_reader.submit(task.video_path, count=settings.frames, every=settings.every)
     return _extract_video(task, pending, _worker_detector, run_options)
 
 
 def _run_in_pool(
     plan: _Plan,
-    records: dict[str, dict[str, Any]],
+    done_ids: set[str],
     run_options: _RunOptions,
     workers: int,
     finish: Callable[[_Outcome], None],
@@ -567,10 +582,10 @@ def _run_in_pool(
     fakes_waiting: dict[str, list[VideoEntry]] = {}
     ready: deque[VideoEntry] = deque()
     for entry in plan.entries:
-        if entry.video_id in records:
+        if entry.video_id in done_ids:
             continue
         original_id = plan.original_of.get(entry.video_id)
-        if original_id is not None and original_id not in records:
+        if original_id is not None and original_id not in done_ids:
             fakes_waiting.setdefault(original_id, []).append(entry)
         else:
             ready.append(entry)
@@ -585,23 +600,21 @@ def _run_in_pool(
     running: dict[Future[_Outcome], VideoEntry] = {}
     try:
         while ready or running:
-            # A few tasks per worker in flight keeps them busy without queueing every video,
-            # so fakes released by a finished original start soon.
+            # A few tasks per worker in flight keep them busy without queueing every video, so
+            # the fakes a finished original releases start soon.
             while ready and len(running) < 2 * workers:
                 entry = ready.popleft()
-                task = _task_for(entry, plan, records)
+                task = _task_for(entry, plan, done_ids, run_options)
                 running[executor.submit(_extract_in_worker, task, run_options)] = entry
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 entry = running.pop(future)
-                outcome = future.result()
-                finish(outcome)
-                # Its fakes go first: they reuse its tracks while they are at hand.
+                finish(future.result())
+                # Its fakes go first, while its done-record is fresh in the page cache.
                 ready.extendleft(reversed(fakes_waiting.pop(entry.video_id, [])))
-    except BaseException:
+    finally:
+        # On an error or Ctrl-C, videos not started are dropped; started ones finish.
         executor.shutdown(wait=True, cancel_futures=True)
-        raise
-    executor.shutdown(wait=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -616,7 +629,7 @@ def _extract_video(
     try:
         sampled = pending.result()
     except MattnError as error:
-        return _Outcome(task.video_id, skip_reason=error.message)
+        return _Outcome(task.video_id, done=False, skip_reason=error.message)
 
     tracks = _tracks_from_original(task.original, sampled)
     boxes_from = BOXES_FROM_ORIGINAL
@@ -624,30 +637,26 @@ def _extract_video(
         boxes_from = BOXES_FROM_SELF
         try:
             detections = detector.detect(sampled.frames)
-        except Exception as error:  # MTCNN on a strange frame must not end a long run
-            return _Outcome(
-                task.video_id, skip_reason=f"Face detection failed ({type(error).__name__}: "
-                f"{error})."
-            )
+        except Exception as error:  # MTCNN failing on one odd video must not end a long run
+            reason = f"Face detection failed ({type(error).__name__}: {error})."
+            return _Outcome(task.video_id, done=False, skip_reason=reason)
+        # The same linking as scan: person ids by first appearance, at most 4 faces a frame.
+        linked = link_tracks(detections, max_faces=run_options.settings.max_faces)
         tracks = {
             track.person_id: {
                 sampled.frame_indices[position]: detection
                 for position, detection in track.detections.items()
             }
-            for track in _link(detections, run_options.settings)
+            for track in linked
         }
     if not tracks:
         return _Outcome(
             task.video_id,
+            done=False,
             skip_reason=f"No face was found in the {len(sampled.frame_indices)} sampled frames.",
         )
-
-    record = _write_crops_and_record(task, sampled, tracks, boxes_from, run_options)
-    return _Outcome(task.video_id, record=record)
-
-
-def _link(detections: list[list[Detection]], settings: CropSettings) -> list[Track]:
-    return link_tracks(detections, max_faces=settings.max_faces)
+    _write_crops_and_record(task, sampled, tracks, boxes_from, run_options)
+    return _Outcome(task.video_id, done=True)
 
 
 def _tracks_from_original(
@@ -672,7 +681,7 @@ def _write_crops_and_record(
     tracks: dict[int, dict[int, Detection]],
     boxes_from: str,
     run_options: _RunOptions,
-) -> dict[str, Any]:
+) -> None:
     settings = run_options.settings
     output_dir = run_options.output_dir
     crop_folder = output_dir / task.crop_folder
@@ -755,10 +764,9 @@ def _write_crops_and_record(
     }
     # Written last: its presence means every crop above is complete on disk.
     _write_atomically(
-        _record_path(output_dir, task.video_id),
+        done_record_path(output_dir, task.video_id),
         json.dumps(record, separators=(",", ":")).encode("utf-8"),
     )
-    return record
 
 
 def _detection_to_json(frame_index: int, detection: Detection) -> dict[str, Any]:
@@ -836,85 +844,91 @@ def _format_numbers(values: Sequence[float]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _manifest_rows(
-    entries: Sequence[VideoEntry], records: dict[str, dict[str, Any]], settings: CropSettings
-) -> list[dict[str, str]]:
-    """One row per crop, sorted by (video_id, person, frame_index).
+def _write_manifest(
+    manifest_path: Path,
+    entries: Sequence[VideoEntry],
+    done_ids: set[str],
+    run_options: _RunOptions,
+) -> dict[str, int]:
+    """Write manifest.csv from the done-records, atomically; the crop count of each video.
 
-    The dataset columns come from this run's listing (so they follow the current labels and
-    splits), the crop columns from the done-records.
+    One row per crop, sorted by (video_id, person, frame_index). The dataset columns come from
+    this run's listing (so they follow the current labels and splits), the crop columns from
+    the done-records. Records are read one at a time, so memory does not grow with the dataset.
     """
-    rows = []
-    for entry in entries:
-        record = records.get(entry.video_id)
-        if record is None:
-            continue
-        for crop_row in record["crops"]:
-            rows.append(
-                {
-                    "crop_path": crop_row["crop_path"],
-                    "video_path": entry.relative_path,
-                    "video_id": entry.video_id,
-                    "label": str(entry.label),
-                    "method": entry.method,
-                    "compression": entry.compression,
-                    "split": entry.split,
-                    "group": entry.group,
-                    "frame_index": crop_row["frame_index"],
-                    "time_s": crop_row["time_s"],
-                    "person": crop_row["person"],
-                    "box": crop_row["box"],
-                    "landmarks": crop_row["landmarks"],
-                    "det_prob": crop_row["det_prob"],
-                    "boxes_from": crop_row["boxes_from"],
-                    "crop_size": str(settings.crop_size),
-                    "margin_ratio": f"{settings.margin_ratio:g}",
-                }
-            )
-    rows.sort(key=lambda row: (row["video_id"], int(row["person"]), int(row["frame_index"])))
-    return rows
-
-
-def _manifest_bytes(rows: Sequence[dict[str, str]]) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue().encode("utf-8")
-
-
-def _count_by(items: Sequence[Any], key: Callable[[Any], str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for item in items:
-        counts[key(item)] = counts.get(key(item), 0) + 1
-    return dict(sorted(counts.items(), key=lambda pair: _split_order(pair[0])))
+    settings = run_options.settings
+    fingerprint = settings.fingerprint()
+    crops_per_video: dict[str, int] = {}
+    temporary_path = manifest_path.with_name(f".{manifest_path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary_path, "w", newline="", encoding="utf-8") as manifest_file:
+            writer = csv.writer(manifest_file, lineterminator="\n")
+            writer.writerow(MANIFEST_COLUMNS)
+            done_entries = [entry for entry in entries if entry.video_id in done_ids]
+            for entry in sorted(done_entries, key=lambda entry: entry.video_id):
+                record = _read_record(run_options.output_dir, entry, fingerprint)
+                if record is None:
+                    raise MattnError(
+                        f"The done-record of {entry.relative_path} disappeared during the run; "
+                        f"run the same command again to redo that video."
+                    )
+                crop_rows = sorted(
+                    record["crops"],
+                    key=lambda crop_row: (int(crop_row["person"]), int(crop_row["frame_index"])),
+                )
+                for crop_row in crop_rows:
+                    writer.writerow(
+                        [
+                            crop_row["crop_path"],
+                            entry.relative_path,
+                            entry.video_id,
+                            entry.label,
+                            entry.method,
+                            entry.compression,
+                            entry.split,
+                            entry.group,
+                            crop_row["frame_index"],
+                            crop_row["time_s"],
+                            crop_row["person"],
+                            crop_row["box"],
+                            crop_row["landmarks"],
+                            crop_row["det_prob"],
+                            crop_row["boxes_from"],
+                            settings.crop_size,
+                            f"{settings.margin_ratio:g}",
+                        ]
+                    )
+                crops_per_video[entry.video_id] = len(crop_rows)
+        os.replace(temporary_path, manifest_path)
+    except OSError as error:
+        raise MattnError(f"Cannot write {manifest_path}: {error.strerror or error}.") from error
+    return crops_per_video
 
 
 def _split_order(name: str) -> tuple[int, str]:
+    """Splits in train, val, test order; other keys (labels, methods) by name after them."""
     return (SPLITS.index(name), "") if name in SPLITS else (len(SPLITS), name)
 
 
 def _summary_document(
     dataset_root: Path,
     entries: Sequence[VideoEntry],
-    records: dict[str, dict[str, Any]],
-    rows: Sequence[dict[str, str]],
+    crops_per_video: dict[str, int],
     skipped: Sequence[SkippedVideo],
     options_used: dict[str, Any],
 ) -> dict[str, Any]:
     """summary.json: counts per split, label and method, the skipped videos, the options."""
     skipped_paths = {video.video for video in skipped}
 
-    def breakdown(entry_key: Callable[[VideoEntry], str], row_key: str) -> dict[str, Any]:
+    def breakdown(key: Callable[[VideoEntry], str]) -> dict[str, dict[str, int]]:
         table: dict[str, dict[str, int]] = {}
         for entry in entries:
-            counts = table.setdefault(entry_key(entry), {"videos": 0, "crops": 0, "skipped": 0})
-            if entry.video_id in records:
+            counts = table.setdefault(key(entry), {"videos": 0, "crops": 0, "skipped": 0})
+            if entry.video_id in crops_per_video:
                 counts["videos"] += 1
+                counts["crops"] += crops_per_video[entry.video_id]
             elif entry.relative_path in skipped_paths:
                 counts["skipped"] += 1
-        for row in rows:
-            table[row[row_key]]["crops"] += 1
         return dict(sorted(table.items(), key=lambda pair: _split_order(pair[0])))
 
     return {
@@ -922,12 +936,12 @@ def _summary_document(
         "dataset_root": str(dataset_root),
         "manifest": MANIFEST_NAME,
         "videos_selected": len(entries),
-        "videos_extracted": sum(1 for entry in entries if entry.video_id in records),
+        "videos_extracted": len(crops_per_video),
         "videos_skipped": len(skipped),
-        "crops": len(rows),
-        "by_split": breakdown(lambda entry: entry.split, "split"),
-        "by_label": breakdown(lambda entry: str(entry.label), "label"),
-        "by_method": breakdown(lambda entry: entry.method, "method"),
+        "crops": sum(crops_per_video.values()),
+        "by_split": breakdown(lambda entry: entry.split),
+        "by_label": breakdown(lambda entry: str(entry.label)),
+        "by_method": breakdown(lambda entry: entry.method),
         "skipped": [asdict(video) for video in skipped],
         "options": options_used,
     }

@@ -121,9 +121,7 @@ def extract_faces_command(
 
     if quiet:
         return
-    per_split = ", ".join(
-        f"{split} {count}" for split, count in summary.videos_by_split.items()
-    )
+    per_split = ", ".join(f"{split} {count}" for split, count in summary.videos_by_split.items())
     resumed = f", {summary.videos_resumed} from an earlier run" if summary.videos_resumed else ""
     print(
         f"Wrote {summary.crops} crops of {summary.videos_extracted} videos "

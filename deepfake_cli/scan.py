@@ -4,27 +4,38 @@ video -> frames (decord, in a killable worker that prefetches the next video) ->
 -> persons (IoU tracks) -> crops (the shared crop function, at the size and margin the
 weights ask for) -> fake probabilities (batched detector) -> verdict (named aggregation).
 A video that cannot be read gets status `error`, one without a face `no_face`: never a score.
+
+Importing this module does not import torch: the CLI imports it to check options, which should
+fail in a moment, and `run_scan` must choose OpenMP's settings before torch loads OpenMP. The
+torch-backed stages (faces, crops, scoring) are imported where they are first used.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import hashlib
+import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from deepfake_cli.aggregate import check_strategy, video_verdict
-from deepfake_cli.crops import crop_face
 from deepfake_cli.errors import MattnError, UsageError
-from deepfake_cli.faces import FaceDetector, link_tracks
 from deepfake_cli.results import FaceScore, FrameRecord, ModelInfo, VideoResult
-from deepfake_cli.scoring import FaceScorer
 from deepfake_cli.video import VIDEO_EXTENSIONS, FrameReader, SampledFrames
+
+if TYPE_CHECKING:
+    from deepfake_cli.faces import FaceDetector
+    from deepfake_cli.model.mat import MATDetector
+    from deepfake_cli.scoring import FaceScorer
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,13 +60,17 @@ class ScanOptions:
         check_strategy(self.aggregate)
         if self.frames < 1:
             raise UsageError("--frames must be at least 1.")
+        if self.max_faces is not None and self.max_faces < 1:
+            raise UsageError("--max-faces must be at least 1.")
+        if self.timeout_s is not None and not self.timeout_s > 0:
+            raise UsageError("--timeout must be a positive number of seconds.")
         if not 0.0 <= self.threshold <= 1.0:
             raise UsageError("--threshold must be between 0 and 1.")
         if self.start_s is not None and self.end_s is not None and self.end_s <= self.start_s:
             raise UsageError("--end must be after --start.")
 
 
-def model_info(model) -> ModelInfo:
+def model_info(model: MATDetector) -> ModelInfo:
     provenance = model.provenance
     return ModelInfo(name=provenance.name, sha256=model.weights_sha256, demo=bool(provenance.demo))
 
@@ -75,7 +90,8 @@ class VideoScanner:
         self.margin_ratio = preprocessing.margin_ratio
         self.align = preprocessing.align
 
-    def _failed(self, path: str, message: str, started: float) -> VideoResult:
+    def failed(self, path: str, message: str, started: float) -> VideoResult:
+        """The result for a video that could not be scanned, `message` saying why."""
         return VideoResult.failed(
             path,
             message,
@@ -87,6 +103,9 @@ class VideoScanner:
 
     def judge(self, path: str, sampled: SampledFrames, started: float) -> VideoResult:
         """Faces, crops, scores and verdict for frames already decoded."""
+        from deepfake_cli.crops import crop_face
+        from deepfake_cli.faces import link_tracks
+
         options = self.options
         detections = self.face_detector.detect(sampled.frames)
         tracks = link_tracks(detections, max_faces=options.max_faces)
@@ -163,28 +182,51 @@ class VideoScanner:
             frames=frames_record,
         )
 
-    def scan_many(self, paths: Iterable[str]) -> Iterator[VideoResult]:
-        """Scan videos in order; the next video decodes in the worker while this one is judged."""
+    def scan_many(
+        self, paths: Iterable[str], reader: FrameReader | None = None
+    ) -> Iterator[VideoResult]:
+        """Scan videos in order; the next video decodes in the worker while this one is judged.
+
+        `reader` lets the caller start the decoding worker early (it starts while the models
+        load); without it one is opened here and closed at the end.
+        """
+        if reader is None:
+            with FrameReader(timeout_s=self.options.timeout_s) as own_reader:
+                yield from self.scan_many(paths, own_reader)
+            return
         options = self.options
         read_options = {"count": options.frames, "start_s": options.start_s, "end_s": options.end_s}
         paths = list(paths)
-        with FrameReader(timeout_s=options.timeout_s) as reader:
-            pending = {}
-            for index, path in enumerate(paths):
-                started = time.perf_counter()
-                # Keep one video decoding ahead of the one being judged.
-                for ahead in paths[index : index + 2]:
-                    if ahead not in pending:
-                        pending[ahead] = reader.submit(ahead, **read_options)
-                try:
-                    sampled = pending.pop(path).result()
-                except MattnError as error:
-                    yield self._failed(path, error.message, started)
-                    continue
-                try:
-                    yield self.judge(path, sampled, started)
-                except MattnError as error:
-                    yield self._failed(path, error.message, started)
+        pending = {}
+        for index, path in enumerate(paths):
+            started = time.perf_counter()
+            # Keep one video decoding ahead of the one being judged.
+            for ahead in paths[index : index + 2]:
+                if ahead not in pending:
+                    pending[ahead] = reader.submit(ahead, **read_options)
+            try:
+                sampled = pending.pop(path).result()
+            except MattnError as error:
+                yield self.failed(path, error.message, started)
+                continue
+            yield self.judge_safely(path, sampled, started)
+
+    def judge_safely(self, path: str, sampled: SampledFrames, started: float) -> VideoResult:
+        """`judge`, with any failure turned into an error result: one file never stops a batch."""
+        try:
+            return self.judge(path, sampled, started)
+        except MattnError as error:
+            return self.failed(path, error.message, started)
+        except Exception as error:  # a bug met on one file must not cost the rest of the batch
+            logger.debug("scanning %s failed", path, exc_info=True)
+            summary = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            detail = f"{type(error).__name__}: {summary}" if summary else type(error).__name__
+            return self.failed(
+                path,
+                f"Scanning '{path}' failed with an internal error ({detail.rstrip('.')}); "
+                "please report it.",
+                started,
+            )
 
 
 # --- which files a batch scans -------------------------------------------------------------
@@ -254,10 +296,11 @@ def in_shard(path: str, shard: tuple[int, int] | None) -> bool:
 def missing_file_reason(path: str) -> str | None:
     """A sentence for inputs that are not files at all, decided before decoding."""
     candidate = Path(path)
+    # Worded as the decoding stage words its errors, so every error reads the same way.
     if not candidate.exists():
-        return f"{path} does not exist."
+        return f"Cannot read video '{path}': the file does not exist."
     if not candidate.is_file():
-        return f"{path} is not a regular file."
+        return f"Cannot read video '{path}': it is not a regular file."
     return None
 
 
@@ -266,18 +309,19 @@ def scan_batch(
     paths: list[str],
     problems: list[tuple[str, str]],
     on_result: Callable[[VideoResult], None],
+    reader: FrameReader | None = None,
 ) -> None:
     """Scan every path, reporting each result through `on_result` (one bad file never stops it)."""
     for argument, reason in problems:
-        on_result(scanner._failed(argument, reason, time.perf_counter()))
+        on_result(scanner.failed(argument, reason, time.perf_counter()))
     readable = []
     for path in paths:
         reason = missing_file_reason(path)
         if reason:
-            on_result(scanner._failed(path, reason, time.perf_counter()))
+            on_result(scanner.failed(path, reason, time.perf_counter()))
         else:
             readable.append(path)
-    for result in scanner.scan_many(readable):
+    for result in scanner.scan_many(readable, reader):
         on_result(result)
 
 
@@ -302,25 +346,44 @@ class ScanRequest:
     quiet: bool = False
 
 
+def prefer_passive_openmp() -> None:
+    """Make OpenMP threads sleep, not spin, while they wait for work (unless the user chose).
+
+    libgomp's threads busy-wait between parallel regions by default. The scan runs a decoding
+    worker process beside torch, and between the detector's operations Python code runs on one
+    thread; spinning threads take those cores. On a busy 2-core machine scoring was 5-20x
+    slower with spinning threads. OpenMP reads the setting once, when torch loads it, so this
+    only has an effect before torch is imported (the CLI's case).
+    """
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def run_scan(request: ScanRequest) -> int:
     """Scan every input and write the results; returns the exit code (0, 1 or 2)."""
+    prefer_passive_openmp()
     # Imported here: loading torch and the models is only worth it once options are valid.
     from rich.console import Console
 
     from deepfake_cli.aggregate import exit_code_for
+    from deepfake_cli.faces import FaceDetector
     from deepfake_cli.model.weights import load_detector, resolve_weights_path
     from deepfake_cli.report import ScanProgress, completed_paths, open_sink, read_results
-    from deepfake_cli.scoring import resolve_device
+    from deepfake_cli.scoring import FaceScorer, check_scoring_options, resolve_device
 
     shard = parse_shard(request.shard)
     device = resolve_device(request.device)
+    # Before the model loads: a usage error should not take seconds.
+    check_scoring_options(device, request.precision, request.batch_size)
     paths, problems = expand_inputs(request.inputs, glob=request.glob)
     paths = [path for path in paths if in_shard(path, shard)]
+    problems = [problem for problem in problems if in_shard(problem[0], shard)]
     previous = []
     if request.resume and request.output is not None and request.output.exists():
         done = completed_paths(request.output)
         previous = [result for result in read_results(request.output) if result.path in done]
         paths = [path for path in paths if path not in done]
+        problems = [problem for problem in problems if problem[0] not in done]
 
     # Open the sink before loading models: an unwritable --output fails in a second.
     sink = open_sink(
@@ -329,7 +392,8 @@ def run_scan(request: ScanRequest) -> int:
         details=request.options.details,
         resume=request.resume,
     )
-    with sink:
+    # The decoding worker starts now, so its start-up overlaps loading the models.
+    with sink, FrameReader(timeout_s=request.options.timeout_s) as reader:
         model = load_detector(resolve_weights_path(request.weights), device=device)
         scorer = FaceScorer(
             model, device=device, precision=request.precision, batch_size=request.batch_size
@@ -345,5 +409,5 @@ def run_scan(request: ScanRequest) -> int:
                 sink.write(result)
                 progress.advance(result.path)
 
-            scan_batch(scanner, paths, problems, on_result)
+            scan_batch(scanner, paths, problems, on_result, reader)
     return exit_code_for(previous + results)

@@ -241,7 +241,14 @@ def _describe_decord_error(path_text: str, error: BaseException) -> str:
         reason = "it is not a video file FFmpeg can open, or it is truncated"
     elif "frame-count" in detail or "Invalid frame count" in detail:
         reason = "its frame count cannot be determined (a still image or a damaged container)"
-    elif "corrupted" in detail or "Error sending packet" in detail or "decoding" in detail:
+    elif (
+        "corrupted" in detail
+        or "Error sending packet" in detail
+        or "decoding" in detail
+        # A damaged frame decodes at another size than the stream's, and decord's scaling
+        # filter refuses it.
+        or "feeding the filter graph" in detail
+    ):
         reason = "it is damaged and some of its frames cannot be decoded"
     elif "must exactly match" in detail:
         # decord 0.6.0 mis-sizes frames whose padded row length is a multiple of their width

@@ -141,6 +141,10 @@ class TrainConfig:
     stage2: StageConfig = STAGE2_DEFAULTS
     # Images per batch when predicting the validation split.
     eval_batch_size: int = 32
+    # Momentum of every BatchNorm's running statistics; unset = the backbone's own (0.01 in
+    # efficientnet-pytorch, TensorFlow's 0.99), which needs hundreds of steps to settle. Raise
+    # it (e.g. 0.1) for short runs, or validation in eval mode sees unsettled statistics.
+    bn_momentum: float | None = None
 
     # --- Engineering ----------------------------------------------------------------------------
     # "auto" = CUDA if available (under torchrun: the local rank's GPU), else MPS, else CPU.
@@ -186,6 +190,8 @@ class TrainConfig:
             raise UsageError(f"workers must be 0 or more, got {self.workers}.")
         if self.margin_ratio is not None and self.margin_ratio <= 0:
             raise UsageError("margin_ratio must be positive.")
+        if self.bn_momentum is not None and not 0 < self.bn_momentum <= 1:
+            raise UsageError("bn_momentum must be in (0, 1].")
         if self.max_crop_slack < 1:
             raise UsageError("max_crop_slack must be at least 1.")
 

@@ -1,0 +1,441 @@
+"""Scan throughput: mattn's scan against a naive pipeline and against the detector alone.
+
+All three are timed in one run, on the same clips, the same sampled frames and the same model:
+
+1. mattn: `VideoScanner.scan_many` (the path `mattn scan` takes once the models are loaded):
+   decord in a worker process that decodes the next video while this one is judged, batched
+   MTCNN on frames scaled to at most 1024 px with a frame-size-aware minimum face, tracks,
+   one crop per person and frame, the detector in batches (channels_last, tuned batch size).
+2. naive: the loop people write first. OpenCV seeks to each sampled frame
+   (`CAP_PROP_POS_FRAMES`) and reads it; facenet-pytorch MTCNN with its default settings on
+   the full frame, one frame at a time; every face above 0.9 cut with the same crop function
+   and scored by the detector one face at a time; the mean of the scores.
+3. detector only: the detector on exactly the crops mattn scored (recorded during its run),
+   at the fastest of a few batch sizes. It is the floor for mattn: targets are naive/mattn >= 3
+   and mattn/detector-only <= 1.3.
+
+Models are loaded before any timing (both pipelines share them); each pipeline is warmed up on
+one frame first. OpenMP threads are told to sleep rather than spin while waiting, as `mattn
+scan` does (see `deepfake_cli.scan.prefer_passive_openmp`); both pipelines get that.
+
+Peak RSS (VmHWM) is reported for the benchmark process (both pipelines and their models) and
+for mattn's decoding worker. `--long` also scans a 10-minute 16:9 clip (made at `--long-width`,
+low so that writing it stays quick) in a fresh process that loads the models as `mattn scan`
+does, and reports that process's peak RSS plus its decoding worker's: the target is < 1.5 GB.
+On a CUDA machine the same script reports videos/s for all three (choose --videos and --frames
+to suit; add --precision bf16 or fp16 to compare precisions).
+
+    python benchmarks/scan_throughput.py                        # B4-380, 2 clips of 10 s 720p
+    python benchmarks/scan_throughput.py --frames 8 --videos 1  # a quick look
+    python benchmarks/scan_throughput.py --weights my.safetensors --video a.mp4 --video b.mp4
+    python benchmarks/scan_throughput.py --long
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from deepfake_cli.scan import prefer_passive_openmp
+from deepfake_cli.video import FrameReader
+
+REPO = Path(__file__).resolve().parent.parent
+CARPHONE = REPO / "tests" / "data" / "carphone_pristine.mp4"
+#: Sampled faces the naive pipeline keeps, as mattn's default face detector does.
+MIN_DET_PROB = 0.9
+
+
+# --- inputs -----------------------------------------------------------------------------------
+
+
+def make_clip(path: Path, *, size: tuple[int, int], seconds: float, fps: float = 30.0) -> Path:
+    """A `size` (width, height) clip of the carphone talking head, played back and forth.
+
+    The 176x144 frames are scaled to the clip's height and centred (black bars at the sides),
+    so the face keeps its shape at any aspect ratio.
+    """
+    width, height = size
+    capture = cv2.VideoCapture(str(CARPHONE))
+    source_frames = []
+    while True:
+        frame_ok, frame = capture.read()
+        if not frame_ok:
+            break
+        source_frames.append(frame)
+    capture.release()
+    source_height, source_width = source_frames[0].shape[:2]
+    scaled_width = min(width, round(height * source_width / source_height))
+    left = (width - scaled_width) // 2
+    canvases = []
+    for frame in source_frames:
+        canvas = np.zeros((height, width, 3), np.uint8)
+        canvas[:, left : left + scaled_width] = cv2.resize(
+            frame, (scaled_width, height), interpolation=cv2.INTER_CUBIC
+        )
+        canvases.append(canvas)
+    # Forwards then backwards, so the face never jumps at the loop point.
+    ping_pong = canvases + canvases[-2:0:-1]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    for frame_number in range(round(seconds * fps)):
+        writer.write(ping_pong[frame_number % len(ping_pong)])
+    writer.release()
+    return path
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    width, height = (int(value) for value in text.lower().split("x"))
+    return width, height
+
+
+def make_weights(path: Path, backbone: str, input_size: int) -> Path:
+    """Randomly initialised weights (the authors' configuration unless told otherwise)."""
+    from deepfake_cli.model import (
+        MATConfig,
+        Preprocessing,
+        Provenance,
+        build_detector,
+        save_weights,
+    )
+
+    model = build_detector(MATConfig(backbone=backbone, input_size=input_size))
+    provenance = Provenance(name=f"random-{backbone}-{input_size}", demo=True)
+    return save_weights(
+        model, path, preprocessing=Preprocessing(input_size=input_size), provenance=provenance
+    )
+
+
+# --- the three pipelines ----------------------------------------------------------------------
+
+
+def synchronize(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_mattn(scanner, paths: list[str]) -> tuple[float, list, list[np.ndarray], float]:
+    """Seconds for `scan_many` over `paths`, the results, the crops it scored, and the decoding
+    worker's peak RSS in MiB."""
+    scored_crops: list[np.ndarray] = []
+    scorer = scanner.scorer
+    score = scorer.score
+
+    def recording_score(crops: np.ndarray) -> np.ndarray:
+        scored_crops.append(crops)
+        return score(crops)
+
+    scorer.score = recording_score  # an instance attribute: this scanner only
+    try:
+        started = time.perf_counter()
+        # The decoding worker's start counts, as it does in `mattn scan`.
+        with FrameReader(timeout_s=scanner.options.timeout_s) as reader:
+            results = list(scanner.scan_many(paths, reader))
+            synchronize(scorer.device)
+            seconds = time.perf_counter() - started
+            worker_mib = children_peak_rss_mib()
+    finally:
+        del scorer.score
+    return seconds, results, scored_crops, worker_mib
+
+
+def naive_scan(paths: list[str], model, device, frames: int) -> tuple[float, dict[str, float]]:
+    """The naive loop over `paths`; returns (seconds, seconds per stage)."""
+    import torch
+    from facenet_pytorch import MTCNN
+
+    from deepfake_cli.crops import crop_face, normalize_crops
+    from deepfake_cli.model import fake_probabilities
+    from deepfake_cli.video import sample_frame_indices
+
+    preprocessing = model.preprocessing
+    mtcnn = MTCNN(keep_all=True, device=device)
+    stages = {"read (seek)": 0.0, "MTCNN": 0.0, "crop": 0.0, "detector": 0.0}
+
+    def read(capture, frame_index: int) -> np.ndarray | None:
+        capture.set(cv2.CAP_PROP_POS_FRAMES, frame_index)
+        frame_ok, frame_bgr = capture.read()
+        return cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB) if frame_ok else None
+
+    # Warm-up on one frame, outside the timing (as mattn's models are warmed up).
+    capture = cv2.VideoCapture(paths[0])
+    mtcnn.detect(read(capture, 0))
+    capture.release()
+
+    started = time.perf_counter()
+    for path in paths:
+        capture = cv2.VideoCapture(path)
+        num_frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        fake_probs = []
+        for frame_index in sample_frame_indices(num_frames, fps, frames):
+            mark = time.perf_counter()
+            frame_rgb = read(capture, frame_index)
+            stages["read (seek)"] += time.perf_counter() - mark
+            if frame_rgb is None:
+                continue
+            mark = time.perf_counter()
+            boxes, det_probs = mtcnn.detect(frame_rgb)
+            stages["MTCNN"] += time.perf_counter() - mark
+            if boxes is None:
+                continue
+            for box_xyxy, det_prob in zip(boxes, det_probs, strict=True):
+                if det_prob < MIN_DET_PROB:
+                    continue
+                mark = time.perf_counter()
+                crop = crop_face(
+                    frame_rgb,
+                    box_xyxy,
+                    size=preprocessing.input_size,
+                    margin_ratio=preprocessing.margin_ratio,
+                )
+                stages["crop"] += time.perf_counter() - mark
+                mark = time.perf_counter()
+                with torch.inference_mode():
+                    image = normalize_crops(
+                        crop[None], preprocessing.mean, preprocessing.std, device=device
+                    )
+                    fake_probs.append(float(fake_probabilities(model(image))[0]))
+                stages["detector"] += time.perf_counter() - mark
+        capture.release()
+        # A real loop ends with a verdict: the mean over the faces.
+        _verdict_score = sum(fake_probs) / len(fake_probs) if fake_probs else None
+    synchronize(device)
+    return time.perf_counter() - started, stages
+
+
+def detector_only(
+    model, crops: np.ndarray, device, dtype, batch_sizes: list[int]
+) -> tuple[int, float, dict[int, float]]:
+    """The detector alone on `crops`: (best batch size, its seconds, seconds per batch size)."""
+    import torch
+
+    from deepfake_cli.crops import normalize_crops
+
+    preprocessing = model.preprocessing
+    # Normalised and on the device beforehand: only the network is timed.
+    images = normalize_crops(crops, preprocessing.mean, preprocessing.std, device=device)
+    images = images.contiguous(memory_format=torch.channels_last)
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+    seconds_per_batch_size = {}
+    with torch.inference_mode(), autocast:
+        for batch_size in batch_sizes:
+            model(images[:batch_size])  # warm-up for this shape
+            synchronize(device)
+            started = time.perf_counter()
+            for start in range(0, len(images), batch_size):
+                model(images[start : start + batch_size])
+            synchronize(device)
+            seconds_per_batch_size[batch_size] = time.perf_counter() - started
+    best = min(seconds_per_batch_size, key=seconds_per_batch_size.get)
+    return best, seconds_per_batch_size[best], seconds_per_batch_size
+
+
+# --- memory -----------------------------------------------------------------------------------
+
+
+def peak_rss_mib(pid: int | str = "self") -> float:
+    """A process's peak resident memory in MiB.
+
+    Linux: VmHWM from /proc, not ru_maxrss, because ru_maxrss carries over the peak of the
+    process it was forked from (a worker started by a 1 GB parent would report 1 GB).
+    """
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        scale = 1 / 1024 if sys.platform != "darwin" else 1 / 1024 / 1024
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale if pid == "self" else 0.0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # reported in kB
+    return 0.0
+
+
+def children_peak_rss_mib() -> float:
+    """Summed peak RSS of this process's live children (the decoding worker), in MiB."""
+    child_pids: set[str] = set()
+    for children_file in Path("/proc/self/task").glob("*/children"):
+        child_pids.update(children_file.read_text().split())
+    return sum(peak_rss_mib(pid) for pid in child_pids)
+
+
+LONG_SCAN_CHILD = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from scan_throughput import children_peak_rss_mib, peak_rss_mib
+from deepfake_cli.scan import prefer_passive_openmp
+from deepfake_cli.video import FrameReader
+prefer_passive_openmp()
+from deepfake_cli.faces import FaceDetector
+from deepfake_cli.model.weights import load_detector
+from deepfake_cli.scan import ScanOptions, VideoScanner
+from deepfake_cli.scoring import FaceScorer, resolve_device
+from deepfake_cli.video import FrameReader
+video, weights, frames, device = sys.argv[2:6]
+device = resolve_device(device)
+options = ScanOptions(frames=int(frames))
+scorer = FaceScorer(load_detector(weights, device=device), device=device)
+scanner = VideoScanner(scorer, FaceDetector(device=device), options)
+with FrameReader(timeout_s=options.timeout_s) as reader:
+    (result,) = scanner.scan_many([video], reader)
+    worker_mib = children_peak_rss_mib()  # while the worker is alive
+print(json.dumps({
+    "status": result.status, "frames_used": result.frames_used,
+    "self_mib": peak_rss_mib(), "worker_mib": worker_mib,
+}))
+"""
+
+
+def long_scan_peak_rss(
+    folder: Path, weights: Path, *, width: int, frames: int, device: str
+) -> dict[str, float]:
+    """Peak RSS of a scan (the `mattn scan` stages, in a fresh process) of a 10-minute clip."""
+    started = time.perf_counter()
+    height = 2 * round(width * 9 / 16 / 2)
+    clip = make_clip(folder / "ten-minutes.mp4", size=(width, height), seconds=600.0, fps=25.0)
+    made_s = time.perf_counter() - started
+    started = time.perf_counter()
+    completed = subprocess.run(
+        [sys.executable, "-c", LONG_SCAN_CHILD, str(Path(__file__).parent), str(clip),
+         str(weights), str(frames), device],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    measured = json.loads(completed.stdout.strip().splitlines()[-1])
+    return {"clip_s": made_s, "scan_s": time.perf_counter() - started, **measured}
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--video", action="append", type=Path, help="use these clips (repeat)")
+    parser.add_argument("--videos", type=int, default=2, help="clips to make (without --video)")
+    parser.add_argument("--size", type=parse_size, default=(1280, 720), help="of made clips")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of made clips")
+    parser.add_argument("--weights", type=Path, help="mattn weights (default: random, made here)")
+    parser.add_argument("--backbone", default="efficientnet-b4", help="for made weights")
+    parser.add_argument("--input-size", type=int, default=380, help="for made weights")
+    parser.add_argument("--frames", type=int, default=32, help="frames sampled per video")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16")
+    parser.add_argument(
+        "--batch-sizes", default="1,2,4,8,16", help="tried for the detector-only floor"
+    )
+    parser.add_argument("--long", action="store_true", help="also scan a 10-minute clip")
+    parser.add_argument("--long-width", type=int, default=320, help="width of the 16:9 long clip")
+    arguments = parser.parse_args()
+    prefer_passive_openmp()  # before torch is imported, as `mattn scan` does
+    with tempfile.TemporaryDirectory(prefix="mattn-scan-bench-") as work_folder:
+        run(arguments, Path(work_folder))
+
+
+def run(arguments: argparse.Namespace, work_folder: Path) -> None:
+    import torch
+
+    from deepfake_cli.faces import FaceDetector
+    from deepfake_cli.model.weights import load_detector
+    from deepfake_cli.scan import ScanOptions, VideoScanner
+    from deepfake_cli.scoring import FaceScorer, resolve_device
+
+    device = resolve_device(arguments.device)
+    if arguments.video:
+        paths = [str(path) for path in arguments.video]
+    else:
+        started = time.perf_counter()
+        first = make_clip(work_folder / "clip0.mp4", size=arguments.size, seconds=arguments.seconds)
+        paths = [str(first)]
+        for clip_number in range(1, arguments.videos):
+            # Copies under other names: the same work, and no cache can tell them apart.
+            copy = work_folder / f"clip{clip_number}.mp4"
+            copy.write_bytes(first.read_bytes())
+            paths.append(str(copy))
+        print(f"made {len(paths)} clip(s) in {time.perf_counter() - started:.1f} s")
+    weights = arguments.weights
+    if weights is None:
+        weights = make_weights(
+            work_folder / "random.safetensors", arguments.backbone, arguments.input_size
+        )
+
+    model = load_detector(weights, device=device)
+    scorer = FaceScorer(model, device=device, precision=arguments.precision)
+    scanner = VideoScanner(
+        scorer, FaceDetector(device=device), ScanOptions(frames=arguments.frames)
+    )
+    capture = cv2.VideoCapture(paths[0])
+    width, height = (
+        int(capture.get(prop)) for prop in (cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT)
+    )
+    length_s = capture.get(cv2.CAP_PROP_FRAME_COUNT) / max(capture.get(cv2.CAP_PROP_FPS), 1e-9)
+    capture.release()
+    preprocessing = model.preprocessing
+    print(
+        f"{len(paths)} video(s) of {width}x{height}, {length_s:.1f} s; "
+        f"{arguments.frames} frames sampled; "
+        f"model {model.config.backbone} at {preprocessing.input_size} px ({weights.name}); "
+        f"device {device}, precision {scorer.precision_name}, batch {scorer.batch_size}; "
+        f"{os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+
+    # Warm-up: one frame through MTCNN and one face through the detector.
+    warm_frame = np.zeros((preprocessing.input_size, preprocessing.input_size, 3), np.uint8)
+    scanner.face_detector.detect(warm_frame[None])
+    scorer.score(warm_frame[None])
+
+    mattn_s, results, scored_crops, worker_mib = time_mattn(scanner, paths)
+    crops = np.concatenate(scored_crops) if scored_crops else np.zeros((0,))
+    statuses = ", ".join(sorted({result.status for result in results}))
+    print(
+        f"mattn          : {mattn_s:7.2f} s  ({len(paths) / mattn_s:.3f} videos/s; "
+        f"{len(crops)} faces scored; status {statuses})"
+    )
+    naive_s, stages = naive_scan(paths, model, device, arguments.frames)
+    breakdown = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in stages.items())
+    print(f"naive          : {naive_s:7.2f} s  ({len(paths) / naive_s:.3f} videos/s; {breakdown})")
+
+    if len(crops):
+        batch_sizes = [int(size) for size in arguments.batch_sizes.split(",")]
+        # At the precision the scorer chose, so that the floor does the same arithmetic.
+        dtype = scorer.dtype or torch.float32
+        best, detector_s, per_batch_size = detector_only(model, crops, device, dtype, batch_sizes)
+        tried = ", ".join(f"{size}: {seconds:.2f} s" for size, seconds in per_batch_size.items())
+        print(f"detector only  : {detector_s:7.2f} s  (best batch {best}; {tried})")
+        print(
+            f"naive / mattn         = {naive_s / mattn_s:5.2f}x  (target >= 3)\n"
+            f"mattn / detector only = {mattn_s / detector_s:5.2f}x  (target <= 1.3)"
+        )
+    print(
+        f"peak RSS       : {peak_rss_mib():.0f} MiB (this process, both pipelines) + "
+        f"{worker_mib:.0f} MiB (mattn's decoding worker)"
+    )
+
+    if arguments.long:
+        long = long_scan_peak_rss(
+            work_folder,
+            weights,
+            width=arguments.long_width,
+            frames=arguments.frames,
+            device=arguments.device,
+        )
+        total = long["self_mib"] + long["worker_mib"]
+        print(
+            f"10-minute clip : made in {long['clip_s']:.0f} s; a fresh process loaded the models "
+            f"and scanned it in {long['scan_s']:.1f} s ({long['status']}, "
+            f"{long['frames_used']} frames with a face); peak RSS {long['self_mib']:.0f} + "
+            f"{long['worker_mib']:.0f} (worker) = {total:.0f} MiB (target < 1536)"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""`mattn train` and `mattn evaluate`: parse options, call one function, report.
+
+Registered in cli.py as `app.command("train")(train_command)` and
+`app.command("evaluate")(evaluate_command)`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from deepfake_cli.errors import MattnError, UsageError
+
+TRAIN_EPILOG = (
+    "Settings: defaults = the authors' recipe; a --config TOML file overrides them; options "
+    "override the file. --epochs, --batch-size and --lr apply to every stage this command "
+    "trains (set the stages apart with [stage1] / [stage2] tables in the TOML file). "
+    "RUN_DIR gets last.safetensors, best.safetensors (by validation video AUC), state/, "
+    "log.csv, log.jsonl, tensorboard/ and config.toml. Multi-GPU: torchrun "
+    "--nproc_per_node=N -m deepfake_cli train ..."
+)
+
+
+def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """A user error becomes one sentence on stderr and its exit code, never a traceback."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except MattnError as error:
+            Console(stderr=True).print(f"mattn: {error.message}", markup=False, highlight=False)
+            raise typer.Exit(error.exit_code) from None
+
+    return wrapper
+
+
+@_user_errors
+def train_command(
+    *,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Faces folder written by `mattn extract-faces` (manifest.csv)."),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option(help="Run directory for weights, training state and logs.")
+    ],
+    config: Annotated[
+        Path | None, typer.Option("--config", help="TOML file with training settings.")
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Continue the run in --out from its last finished epoch."),
+    ] = False,
+    recipe: Annotated[
+        str | None,
+        typer.Option(help="paper = stage 1 (backbone) then stage 2 (MAT); single = one stage."),
+    ] = None,
+    stage: Annotated[
+        int | None,
+        typer.Option(help="Train only this stage: 1 = backbone classifier, 2 = MAT."),
+    ] = None,
+    init: Annotated[
+        Path | None,
+        typer.Option(help="Initialise from these weights (tensors with matching names)."),
+    ] = None,
+    backbone: Annotated[
+        str | None, typer.Option(help="efficientnet-b0 .. efficientnet-b7 (default b4).")
+    ] = None,
+    input_size: Annotated[
+        int | None, typer.Option(help="Model input side in pixels (default: native size).")
+    ] = None,
+    backbone_weights: Annotated[
+        Path | None,
+        typer.Option(help="efficientnet-pytorch ImageNet .pth for the backbone (never downloaded)."),
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs per stage (paper: 20 and 30).")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Images per batch per process (paper: 16 and 15).")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help="AdamW learning rate (paper: 1e-4).")] = None,
+    frames_per_video: Annotated[
+        int | None, typer.Option(help="Training frames per video and epoch (paper: 50).")
+    ] = None,
+    synthetic_fakes: Annotated[
+        str | None,
+        typer.Option(help="none, or self-blend: add a self-blended fake of every real crop."),
+    ] = None,
+    class_weighted: Annotated[
+        bool | None,
+        typer.Option("--class-weighted/--oversample",
+                     help="Balance classes by loss weights instead of oversampling."),
+    ] = None,
+    augment: Annotated[
+        bool | None,
+        typer.Option("--augment/--no-augment",
+                     help="Robustness augmentation: JPEG, blur, noise, colour jitter."),
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
+    amp: Annotated[
+        bool | None,
+        typer.Option("--amp/--no-amp", help="Mixed precision (default: on for CUDA only)."),
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="DataLoader worker processes.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of everything random.")] = None,
+    deterministic: Annotated[
+        bool | None,
+        typer.Option("--deterministic/--no-deterministic",
+                     help="Deterministic algorithms (bit-identical resume on CPU)."),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Model name stored with the weights.")] = None,
+    demo: Annotated[
+        bool | None,
+        typer.Option("--demo/--no-demo", help="Mark the weights as a demonstration only."),
+    ] = None,
+) -> None:
+    """Train a MAT detector on a faces folder (the authors' two-stage recipe by default)."""
+    from deepfake_cli.training.config import load_saved_config, resolve_config
+    from deepfake_cli.training.loop import run_training
+
+    options = {
+        "data": data, "out": out, "recipe": recipe, "stage": stage, "init": init,
+        "backbone": backbone, "input_size": input_size, "backbone_weights": backbone_weights,
+        "epochs": epochs, "batch_size": batch_size, "lr": lr,
+        "frames_per_video": frames_per_video, "synthetic_fakes": synthetic_fakes,
+        "class_weighted": class_weighted, "augment": augment, "device": device, "amp": amp,
+        "workers": workers, "seed": seed, "deterministic": deterministic, "name": name,
+        "demo": demo,
+    }
+    options = {key: str(value) if isinstance(value, Path) else value
+               for key, value in options.items()}
+    saved = None
+    if resume:
+        saved = load_saved_config(out)
+        if saved is None:
+            raise UsageError(f"--resume: {out} has no config.toml (nothing to resume).")
+    settings = resolve_config(options, config_file=config, saved=saved)
+    run_training(settings, resume=resume)
+
+
+@_user_errors
+def evaluate_command(
+    *,
+    data: Annotated[
+        Path, typer.Option(help="Faces folder written by `mattn extract-faces` (manifest.csv).")
+    ],
+    weights: Annotated[
+        Path, typer.Option(help="mattn .safetensors weights (or the authors' .pth).")
+    ],
+    split: Annotated[str, typer.Option(help="Split to evaluate: train, val or test.")] = "test",
+    aggregate: Annotated[
+        str, typer.Option(help="Frame-to-video aggregation: mean (paper), median, topk, ...")
+    ] = "mean",
+    batch_size: Annotated[int, typer.Option(help="Crops per batch.")] = 32,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    output_format: Annotated[
+        str, typer.Option("--format", help="table (for people) or json (for scripts).")
+    ] = "table",
+    roc: Annotated[
+        Path | None, typer.Option(help="Write ROC curves (video and frame level) to this PNG.")
+    ] = None,
+    output: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
+    workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 0,
+) -> None:
+    """Frame- and video-level AUC, ACC, log-loss, EER and AP, overall and per method."""
+    from deepfake_cli.training.evaluate import evaluate
+
+    if output_format not in ("table", "json"):
+        raise UsageError(f"unknown --format {output_format!r}; use table or json.")
+    report = evaluate(
+        data, weights, split=split, aggregate=aggregate, batch_size=batch_size, device=device,
+        roc_png=roc, workers=workers,
+    )
+    text = json.dumps(report, indent=2, allow_nan=False)
+    if output is not None:
+        from deepfake_cli.model.weights import atomic_write
+
+        atomic_write(output, lambda temporary: Path(temporary).write_text(text + "\n"))
+    if output_format == "json":
+        print(text)
+    else:
+        print_report(report, Console())
+
+
+def print_report(report: dict, console: Console) -> None:
+    """The evaluation as a table: one row per method (and overall), frame and video columns."""
+    table = Table(title=f"{report['model']} on {report['split']} "
+                        f"({report['videos']} videos, {report['frames']} frames; "
+                        f"video score = {report['aggregate']} of frames)")
+    table.add_column("methods")
+    for level in ("video", "frame"):
+        for name in ("AUC", "ACC", "AP", "EER", "log-loss"):
+            table.add_column(f"{level} {name}", justify="right")
+    table.add_column("videos (real/fake)", justify="right")
+    rows = [("all", report["overall"])] + sorted(report["per_method"].items())
+    for method, metrics in rows:
+        cells = [method]
+        for level in ("video", "frame"):
+            values = metrics[level]
+            cells += [_number(values[key]) for key in ("auc", "acc", "ap", "eer", "log_loss")]
+        video = metrics["video"]
+        cells.append(f"{video['real']}/{video['fake']}")
+        table.add_row(*cells)
+    console.print(table)
+    for note in report["notes"]:
+        console.print(f"note: {note}")
+    if report.get("roc_png"):
+        console.print(f"ROC curves: {report['roc_png']}")
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.4f}"

@@ -1,0 +1,114 @@
+"""Detection metrics at frame and video level, computed with scikit-learn.
+
+Video level as in the paper: a video's score is its frames' fake probabilities combined by an
+`aggregate.py` strategy (the mean by default). AUC, AP and EER need both classes; with one
+class they are None and a note says why, instead of a crash or a made-up number.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.metrics import average_precision_score, log_loss, roc_auc_score, roc_curve
+
+from deepfake_cli.aggregate import aggregate_scores
+
+#: Probabilities are clipped to [EPS, 1 - EPS] for the log-loss, so one confident mistake is
+#: a large but finite penalty.
+EPS = 1e-7
+
+
+def binary_metrics(
+    labels: Sequence[int], fake_probabilities: Sequence[float], threshold: float = 0.5
+) -> dict:
+    """AUC, AP, EER, accuracy at `threshold`, log-loss and counts of one set of scores."""
+    y = np.asarray(labels, dtype=np.int64)
+    p = np.asarray(fake_probabilities, dtype=np.float64)
+    result: dict = {
+        "count": int(y.size),
+        "real": int((y == 0).sum()),
+        "fake": int((y == 1).sum()),
+        "auc": None,
+        "ap": None,
+        "eer": None,
+        "acc": None,
+        "log_loss": None,
+    }
+    if y.size == 0:
+        result["note"] = "no samples"
+        return result
+    result["acc"] = float(((p >= threshold).astype(np.int64) == y).mean())
+    result["log_loss"] = float(log_loss(y, np.clip(p, EPS, 1 - EPS), labels=[0, 1]))
+    if result["real"] == 0 or result["fake"] == 0:
+        only = "real" if result["fake"] == 0 else "fake"
+        result["note"] = f"only {only} samples: AUC, AP and EER are undefined"
+        return result
+    result["auc"] = float(roc_auc_score(y, p))
+    result["ap"] = float(average_precision_score(y, p))
+    result["eer"] = equal_error_rate(y, p)
+    return result
+
+
+def equal_error_rate(labels: np.ndarray, fake_probabilities: np.ndarray) -> float:
+    """Where the false-positive rate equals the false-negative rate on the ROC curve.
+
+    Linear interpolation between the two ROC points where FPR - FNR changes sign.
+    """
+    fpr, tpr, _ = roc_curve(labels, fake_probabilities)
+    fnr = 1.0 - tpr
+    difference = fpr - fnr  # rises from -1 (threshold above every score) to +1
+    crossing = int(np.argmax(difference >= 0))
+    if crossing == 0 or difference[crossing] == 0:
+        return float((fpr[crossing] + fnr[crossing]) / 2)
+    before, after = crossing - 1, crossing
+    t = -difference[before] / (difference[after] - difference[before])
+    return float(fpr[before] + t * (fpr[after] - fpr[before]))
+
+
+def video_scores(
+    video_ids: Sequence[str],
+    labels: Sequence[int],
+    fake_probabilities: Sequence[float],
+    strategy: str = "mean",
+) -> tuple[list[str], list[int], list[float]]:
+    """Frames -> (video ids, video labels, video scores), one entry per video, sorted by id."""
+    frames: dict[str, list[float]] = defaultdict(list)
+    video_label: dict[str, int] = {}
+    for video, label, probability in zip(video_ids, labels, fake_probabilities, strict=True):
+        frames[video].append(float(probability))
+        video_label[video] = int(label)
+    videos = sorted(frames)
+    return (
+        videos,
+        [video_label[v] for v in videos],
+        [aggregate_scores(frames[v], strategy) for v in videos],
+    )
+
+
+def frame_and_video_metrics(
+    video_ids: Sequence[str],
+    labels: Sequence[int],
+    fake_probabilities: Sequence[float],
+    strategy: str = "mean",
+) -> dict:
+    """{"frame": binary_metrics of the crops, "video": binary_metrics of the video scores}."""
+    _, video_labels, scores = video_scores(video_ids, labels, fake_probabilities, strategy)
+    return {
+        "frame": binary_metrics(labels, fake_probabilities),
+        "video": binary_metrics(video_labels, scores),
+    }
+
+
+def flatten(metrics: dict, prefix: str = "") -> dict[str, float | None]:
+    """{"frame": {"auc": x}} -> {"frame_auc": x} (numbers only), for logs."""
+    flat: dict[str, float | None] = {}
+    for level, values in metrics.items():
+        for name, value in values.items():
+            if name == "note":
+                continue
+            if value is None or isinstance(value, int | float) and math.isfinite(value):
+                flat[f"{prefix}{level}_{name}"] = value
+    return flat
