@@ -50,11 +50,9 @@ from deepfake_cli.errors import MattnError, UsageError
 from deepfake_cli.faces import Detection, FaceDetector, link_tracks
 from deepfake_cli.video import FrameReader, PendingFrames, SampledFrames
 
-#: The model's default input side (MAT on EfficientNet-B4).
-MODEL_INPUT_SIZE = 380
-#: Default crop side: 15% larger than the model input (437), rounded up to a multiple of 8, so
-#: training can random-crop (or shift and rescale) and still see the whole face square.
-DEFAULT_CROP_SIZE = 440
+#: Default crops are this much larger than the model's input, so training can random-crop (or
+#: shift and rescale) and still see the whole face square.
+CROP_SIZE_OVER_INPUT = 1.15
 IMAGE_FORMATS = ("png", "jpg")
 #: At most this many faces per frame are kept (largest first), as `mattn scan` does.
 MAX_FACES_PER_FRAME = 4
@@ -99,16 +97,16 @@ class CropSettings:
     """Everything that decides which crops a video yields; done-records carry its fingerprint."""
 
     # Frames sampled evenly over each video, or with `every` the first `frames` of every k-th.
-    frames: int = 32
-    every: int | None = None
+    frames: int
+    every: int | None
     # Crop side in pixels, and the square around the box as a multiple of its longer side.
-    crop_size: int = DEFAULT_CROP_SIZE
-    margin_ratio: float = 1.3
+    crop_size: int
+    margin_ratio: float
     # Rotate crops so the eyes are level (must match the weights' preprocessing).
-    align: bool = False
+    align: bool
     # "png" (lossless) or "jpg" at `jpeg_quality`.
-    image_format: str = "png"
-    jpeg_quality: int = 95
+    image_format: str
+    jpeg_quality: int
     # Largest faces kept per frame before tracking, as in scan.
     max_faces: int | None = MAX_FACES_PER_FRAME
 
@@ -214,12 +212,12 @@ def extract_faces(
 ) -> ExtractSummary:
     """Extract face crops of every selected video of a dataset and write the manifest.
 
-    `crop_size` None means DEFAULT_CROP_SIZE. `shard` "K/N" (1-based) keeps the videos whose
-    pairing key (the original's video_id for a paired fake, else its own) hashes to K of N, so
-    an original and its fakes are always in the same shard; `limit` then keeps the first N
-    videos in processing order. `on_video_done(video_id, "done" | "skipped")` is called after
-    each video's outcome is final (its done-record is on disk); an exception it raises stops
-    the run, as an interruption would.
+    `crop_size` None means `default_crop_size()` (440). `shard` "K/N" (1-based) keeps the
+    videos whose pairing key (the original's video_id for a paired fake, else its own) hashes
+    to K of N, so an original and its fakes are always in the same shard; `limit` then keeps
+    the first N videos in processing order. `on_video_done(video_id, "done" | "skipped")` is
+    called after each video's outcome is final (its done-record is on disk); an exception it
+    raises stops the run, as an interruption would.
 
     Raises:
         UsageError: options that make no sense, or a dataset folder that does not exist.
@@ -230,7 +228,7 @@ def extract_faces(
     settings = _checked_settings(
         frames=frames,
         every=every,
-        crop_size=DEFAULT_CROP_SIZE if crop_size is None else crop_size,
+        crop_size=default_crop_size() if crop_size is None else crop_size,
         margin_ratio=margin_ratio,
         align=align,
         image_format=image_format,
@@ -353,6 +351,14 @@ def extract_faces(
 # --------------------------------------------------------------------------------------------
 # Options and selection
 # --------------------------------------------------------------------------------------------
+
+
+def default_crop_size() -> int:
+    """The default model input (380) times CROP_SIZE_OVER_INPUT (437), up to a multiple of 8."""
+    # The input size is read from the weights' preprocessing defaults, not repeated here.
+    from deepfake_cli.model.config import Preprocessing
+
+    return 8 * math.ceil(CROP_SIZE_OVER_INPUT * Preprocessing().input_size / 8)
 
 
 def _checked_settings(**values: Any) -> CropSettings:

@@ -62,7 +62,8 @@ def extract_faces_command(
         typer.Option("--margin", help="Crop square side over the face box's longer side."),
     ] = 1.3,
     align: Annotated[
-        bool, typer.Option(help="Rotate crops so the eyes are level (match your weights).")
+        bool,
+        typer.Option("--align", help="Rotate crops so the eyes are level (match your weights)."),
     ] = False,
     image_format: Annotated[str, typer.Option("--format", help="Crop files: png or jpg.")] = "png",
     jpeg_quality: Annotated[int, typer.Option("--quality", help="JPEG quality, 1-100.")] = 95,
@@ -88,8 +89,7 @@ def extract_faces_command(
 ) -> None:
     """Cut face crops out of a deepfake dataset and write a manifest for training.
 
-    The crops are the ones `mattn scan` cuts; fakes are cropped with their original's boxes
-    where the dataset pairs them. Rerun the same command to resume an interrupted run.
+    The same crops as `mattn scan`; fakes reuse their original's boxes. Rerun it to resume.
     """
     # Imported here so that `mattn --help` does not load torch and MTCNN.
     from deepfake_cli.extract import extract_faces

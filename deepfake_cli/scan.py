@@ -209,6 +209,9 @@ class VideoScanner:
             except MattnError as error:
                 yield self.failed(path, error.message, started)
                 continue
+            except Exception as error:  # one file's failure must not cost the rest of the batch
+                yield self.failed(path, _internal_error_message(path, error), started)
+                continue
             yield self.judge_safely(path, sampled, started)
 
     def judge_safely(self, path: str, sampled: SampledFrames, started: float) -> VideoResult:
@@ -218,15 +221,15 @@ class VideoScanner:
         except MattnError as error:
             return self.failed(path, error.message, started)
         except Exception as error:  # a bug met on one file must not cost the rest of the batch
-            logger.debug("scanning %s failed", path, exc_info=True)
-            summary = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            detail = f"{type(error).__name__}: {summary}" if summary else type(error).__name__
-            return self.failed(
-                path,
-                f"Scanning '{path}' failed with an internal error ({detail.rstrip('.')}); "
-                "please report it.",
-                started,
-            )
+            return self.failed(path, _internal_error_message(path, error), started)
+
+
+def _internal_error_message(path: str, error: Exception) -> str:
+    """One sentence for an error mattn did not foresee; the traceback goes to the debug log."""
+    logger.debug("scanning %s failed", path, exc_info=error)
+    lines = str(error).strip().splitlines()
+    detail = f"{type(error).__name__}: {lines[0].rstrip('.')}" if lines else type(error).__name__
+    return f"Scanning '{path}' failed with an internal error ({detail}); please report it."
 
 
 # --- which files a batch scans -------------------------------------------------------------

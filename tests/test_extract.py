@@ -410,7 +410,7 @@ def _cli() -> typer.Typer:
     return app
 
 
-def test_cli_extracts_plain_folders(tmp_path, carphone_bgr):
+def test_cli_extracts_plain_folders_as_aligned_jpegs(tmp_path, carphone_bgr):
     root = tmp_path / "mine"
     write_clip(root / "real/clip1.mp4", carphone_bgr[:CLIP_LENGTH])
     write_clip(root / "fake/Deepfakes/clip2.mp4", brighten(carphone_bgr[20 : 20 + CLIP_LENGTH]))
@@ -430,6 +430,7 @@ def test_cli_extracts_plain_folders(tmp_path, carphone_bgr):
             "jpg",
             "--quality",
             "90",
+            "--align",
         ],
     )
 
@@ -443,6 +444,10 @@ def test_cli_extracts_plain_folders(tmp_path, carphone_bgr):
     assert all(row["crop_path"].endswith(".jpg") for row in rows)
     crop = cv2.imread(str(output_dir / rows[0]["crop_path"]))
     assert crop.shape == (64, 64, 3)
+    for row in rows:
+        # Aligned crops: both eyes on one row of the crop.
+        left_eye_y, right_eye_y = (float(value) for value in row["landmarks"].split()[1:4:2])
+        assert left_eye_y == pytest.approx(right_eye_y, abs=0.11)
 
 
 def test_cli_reports_a_wrong_layout_in_one_sentence(tmp_path, carphone_bgr):
