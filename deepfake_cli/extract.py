@@ -205,6 +205,9 @@ def extract_faces(
     workers: int = 1,
     limit: int | None = None,
     shard: str | None = None,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int = 0,
     device: str = "cpu",
     timeout_s: float | None = 120.0,
     progress: bool = True,
@@ -257,7 +260,13 @@ def extract_faces(
             f"The output folder {output_dir} is inside the dataset folder; choose one outside it."
         )
     entries = list_videos(
-        dataset_root, layout=layout, compression=compression, splits_dir=splits_dir
+        dataset_root,
+        layout=layout,
+        compression=compression,
+        splits_dir=splits_dir,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
     )
     resolved_layout = layout if layout != "auto" else _layout_of(dataset_root)
     plan = _plan(entries, shard=shard_index_count, limit=limit)

@@ -70,6 +70,19 @@ def extract_faces_command(
     workers: Annotated[
         int, typer.Option(help="Processes detecting faces in parallel (CPU; CUDA uses one).")
     ] = 1,
+    val_fraction: Annotated[
+        float,
+        typer.Option(
+            help="Share of identity groups put in val where the layout has no official split."
+        ),
+    ] = 0.1,
+    test_fraction: Annotated[
+        float,
+        typer.Option(
+            help="Share of identity groups put in test where the layout has no official split."
+        ),
+    ] = 0.1,
+    split_seed: Annotated[int, typer.Option(help="Seed of the deterministic split.")] = 0,
     limit: Annotated[
         int | None, typer.Option(help="Only the first N videos (originals before fakes).")
     ] = None,
@@ -110,6 +123,9 @@ def extract_faces_command(
             jpeg_quality=jpeg_quality,
             workers=workers,
             limit=limit,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            seed=split_seed,
             shard=shard,
             device=device,
             timeout_s=timeout_s,
