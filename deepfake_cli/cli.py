@@ -237,6 +237,10 @@ app.command("evaluate")(evaluate_command)
 
 def main() -> None:
     """Console-script entry point."""
+    # Before anything imports torch: OpenMP threads that sleep instead of spinning (see there).
+    from deepfake_cli.scan import prefer_passive_openmp
+
+    prefer_passive_openmp()
     try:
         app()
     except BrokenPipeError:  # `mattn scan ... | head` must not print a traceback
