@@ -43,7 +43,9 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except MattnError as error:
-            err_console.print(f"mattn: {error.message}", markup=False, highlight=False)
+            err_console.print(
+                f"mattn: {error.message}", markup=False, highlight=False, soft_wrap=True
+            )
             raise typer.Exit(error.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("mattn: interrupted.")

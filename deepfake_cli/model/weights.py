@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -223,11 +224,18 @@ def read_pickled_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise WeightsError(f"Checkpoint {path} does not exist.")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about pickle protocols before refusing; the refusal says enough.
+            warnings.simplefilter("ignore", UserWarning)
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any failure here means "not a safe checkpoint"
+        # torch's own message suggests weights_only=False, which mattn never does.
+        if "Unsupported global" in str(error):
+            reason = "it holds Python objects besides tensors, which could run code"
+        else:
+            reason = "it is not a plain PyTorch checkpoint of tensors, or it is damaged"
         raise WeightsError(
-            f"{path} cannot be read as a PyTorch checkpoint with weights_only=True "
-            f"({_one_line(error)})."
+            f"{path} cannot be read safely with torch.load(weights_only=True): {reason}."
         ) from None
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or not state:
