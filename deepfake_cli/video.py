@@ -444,6 +444,38 @@ def read_frames(
     )
 
 
+def read_frame_indices(path: str | os.PathLike[str], frame_indices: list[int]) -> SampledFrames:
+    """Decode exactly the given frames of a video (upright, as `read_frames` returns them).
+
+    For going back to frames a scan already chose (the HTML report re-reads the frames whose
+    boxes a result records). The indices are sorted and deduplicated; `frame_indices` of the
+    result says which frames came back. Decodes in this process, like `read_frames`.
+
+    Raises:
+        VideoError: the file cannot be decoded, or an index is past the video's last frame.
+        UsageError: no index given, or a negative index.
+    """
+    wanted = sorted({int(frame_index) for frame_index in frame_indices})
+    if not wanted:
+        raise UsageError("At least one frame index is needed to read frames.")
+    if wanted[0] < 0:
+        raise UsageError(f"Frame indices start at 0, got {wanted[0]}.")
+    path_text = _checked_path(path)
+    reader, num_frames, fps, metadata = _open_video(path_text)
+    if wanted[-1] >= num_frames:
+        raise VideoError(
+            f"Cannot read frame {wanted[-1]} of video '{path_text}': it has {num_frames} frames "
+            "(was the file replaced since it was scanned?)."
+        )
+    frames = _upright(_decode_frames(reader, path_text, wanted), metadata)
+    return SampledFrames(
+        info=_video_info(path_text, num_frames, fps, metadata, frames),
+        frame_indices=wanted,
+        times_s=[frame_index / fps for frame_index in wanted],
+        frames=frames,
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Reading frames in a killable worker process
 # --------------------------------------------------------------------------------------------
