@@ -20,6 +20,7 @@ from rich.console import Console
 from deepfake_cli import __version__
 from deepfake_cli.errors import EXIT_ERROR, MattnError, UsageError
 from deepfake_cli.extract_command import extract_faces_command
+from deepfake_cli.report_command import report_command
 from deepfake_cli.training.commands import evaluate_command, train_command
 
 app = typer.Typer(
@@ -130,6 +131,14 @@ def scan(
         float, typer.Option(help="Seconds before a video whose decoding hangs is given up.")
     ] = 120.0,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="Write self-contained HTML reports (index.html + a page per video)."),
+    ] = None,
+    save_attention: Annotated[
+        Path | None,
+        typer.Option(help="With --report: also write attention maps (.npy) and overlays (.png)."),
+    ] = None,
 ) -> None:
     """Judge whether the faces in videos are deepfakes."""
     from deepfake_cli.scan import ScanOptions, ScanRequest, run_scan
@@ -160,6 +169,8 @@ def scan(
         shard=shard,
         glob=glob,
         quiet=quiet,
+        report_dir=report,
+        save_attention_dir=save_attention,
     )
     raise typer.Exit(run_scan(request))
 
@@ -235,6 +246,7 @@ def weights_info(
 app.command("extract-faces")(extract_faces_command)
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
+app.command("report")(report_command)
 
 
 def main() -> None:

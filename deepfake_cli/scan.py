@@ -19,7 +19,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -347,6 +347,14 @@ class ScanRequest:
     shard: str | None = None
     glob: str | None = None
     quiet: bool = False
+    # Self-contained HTML reports (and raw attention maps) written after the scan.
+    report_dir: Path | None = None
+    save_attention_dir: Path | None = None
+
+    @property
+    def output_details(self) -> bool:
+        """Per-frame records in the output: asked for, not merely needed by the report."""
+        return self.options.details
 
 
 def prefer_passive_openmp() -> None:
@@ -374,6 +382,12 @@ def run_scan(request: ScanRequest) -> int:
     from deepfake_cli.report import ScanProgress, completed_paths, open_sink, read_results
     from deepfake_cli.scoring import FaceScorer, check_scoring_options, resolve_device
 
+    if request.save_attention_dir is not None and request.report_dir is None:
+        raise UsageError("--save-attention needs --report DIR.")
+    if request.report_dir is not None:
+        from deepfake_cli.report.html import prepare_folder
+
+        prepare_folder(request.report_dir, "the report")  # fail before the scan, not after
     shard = parse_shard(request.shard)
     device = resolve_device(request.device)
     # Before the model loads: a usage error should not take seconds.
@@ -392,16 +406,20 @@ def run_scan(request: ScanRequest) -> int:
     sink = open_sink(
         request.output_format,
         request.output,
-        details=request.options.details,
+        details=request.output_details,
         resume=request.resume,
     )
+    # The report needs every frame's boxes and scores, even when the output does not show them.
+    options = request.options
+    if request.report_dir is not None and not options.details:
+        options = replace(options, details=True)
     # The decoding worker starts now, so its start-up overlaps loading the models.
     with sink, FrameReader(timeout_s=request.options.timeout_s) as reader:
         model = load_detector(resolve_weights_path(request.weights), device=device)
         scorer = FaceScorer(
             model, device=device, precision=request.precision, batch_size=request.batch_size
         )
-        scanner = VideoScanner(scorer, FaceDetector(device=device), request.options)
+        scanner = VideoScanner(scorer, FaceDetector(device=device), options)
         results = []
         progress_console = Console(stderr=True)
         show_progress = not request.quiet and progress_console.is_terminal
@@ -413,4 +431,15 @@ def run_scan(request: ScanRequest) -> int:
                 progress.advance(result.path)
 
             scan_batch(scanner, paths, problems, on_result, reader)
+    if request.report_dir is not None:
+        from deepfake_cli.report.html import write_reports
+
+        index_path = write_reports(
+            previous + results,
+            request.report_dir,
+            model=model,
+            save_attention_dir=request.save_attention_dir,
+        )
+        if not request.quiet:
+            progress_console.print(f"Report: {index_path}", markup=False, highlight=False)
     return exit_code_for(previous + results)
