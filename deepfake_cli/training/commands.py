@@ -191,24 +191,24 @@ def evaluate_command(
 
 
 def print_report(report: dict, console: Console) -> None:
-    """The evaluation as a table: one row per method (and overall), frame and video columns."""
+    """The evaluation as a table: video and frame rows for all methods, then per method."""
     table = Table(title=f"{report['model']} on {report['split']} "
                         f"({report['videos']} videos, {report['frames']} frames; "
                         f"video score = {report['aggregate']} of frames)")
     table.add_column("methods")
-    for level in ("video", "frame"):
-        for name in ("AUC", "ACC", "AP", "EER", "log-loss"):
-            table.add_column(f"{level} {name}", justify="right")
-    table.add_column("videos (real/fake)", justify="right")
+    table.add_column("level")
+    for name in ("AUC", "ACC", "AP", "EER", "log-loss", "real/fake"):
+        table.add_column(name, justify="right")
     rows = [("all", report["overall"])] + sorted(report["per_method"].items())
     for method, metrics in rows:
-        cells = [method]
         for level in ("video", "frame"):
             values = metrics[level]
-            cells += [_number(values[key]) for key in ("auc", "acc", "ap", "eer", "log_loss")]
-        video = metrics["video"]
-        cells.append(f"{video['real']}/{video['fake']}")
-        table.add_row(*cells)
+            table.add_row(
+                method if level == "video" else "", level,
+                *[_number(values[key]) for key in ("auc", "acc", "ap", "eer", "log_loss")],
+                f"{values['real']}/{values['fake']}",
+                end_section=level == "frame",
+            )
     console.print(table)
     for note in report["notes"]:
         console.print(f"note: {note}")

@@ -368,12 +368,6 @@ class CropDataset(Dataset):
         return image, sample.label(self.records), position
 
 
-def _worker_init(worker_id: int) -> None:
-    # Each worker is one process of a pool: one thread each keeps the cores for the pool.
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
-
-
 def make_loader(
     dataset: CropDataset,
     positions: Sequence[int],
@@ -384,6 +378,11 @@ def make_loader(
     pin_memory: bool = False,
 ) -> DataLoader:
     """Batches of `dataset` in the order of `positions` (this rank's shard of the plan)."""
+    if workers:
+        # OpenCV's thread pool does not survive fork(): a worker process that touches it
+        # deadlocks. Workers parallelise the crops already, so OpenCV runs single-threaded.
+        # (PyTorch itself gives each worker one thread.)
+        cv2.setNumThreads(0)
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -391,7 +390,6 @@ def make_loader(
         num_workers=workers,
         drop_last=drop_last,
         pin_memory=pin_memory,
-        worker_init_fn=_worker_init if workers else None,
         # A private generator: the loader never draws from (and so never shifts) the global
         # torch RNG, which dropout and AGDA use.
         generator=torch.Generator().manual_seed(0),

@@ -86,7 +86,8 @@ def run_training(
     """Train as `config` says (under torchrun: as one of its processes)."""
     runtime = distributed.setup(config.device)
     try:
-        return _run(config, runtime, resume, console or Console())
+        # soft_wrap: long lines (paths) stay whole in log files instead of breaking at 80.
+        return _run(config, runtime, resume, console or Console(soft_wrap=True))
     finally:
         distributed.teardown(runtime)
 
@@ -152,6 +153,7 @@ def train_stage(
     stage_config = config.stage_config(stage)
     device = runtime.device
     say = console.print
+    result.last = result.best = result.best_metric = None  # this stage's files from now on
     # The last stage writes into RUN_DIR; an earlier one into RUN_DIR/stage<N>/.
     out_dir = result.run_dir if stage == config.stages[-1] else result.run_dir / f"stage{stage}"
 
@@ -277,9 +279,16 @@ def train_stage(
         if improved:
             best_metric = metric
 
-        # --- checkpoint: weights first, then the state (the resume point), rank 0 writes
+        # --- checkpoint and log: weights, then the log row, then the training state, which
+        # is the resume point (a resumed run drops log rows after it). Rank 0 writes.
         rngs = distributed.gather_objects(rng_state(), runtime)
         sync = _rank_digests(model, runtime)
+        row = {
+            "stage": stage, "epoch": epoch + 1, "global_epoch": epoch_offset + epoch + 1,
+            "lr": lr, **losses, **val_metrics,
+            "images_per_s": images_total / max(train_seconds, 1e-9),
+            "seconds": time.perf_counter() - started, "best": improved, **sync,
+        }
         if runtime.is_main:
             provenance = _provenance(config, data, stage, epoch, val_metrics)
             weights = dict(preprocessing=preprocessing, provenance=provenance,
@@ -288,21 +297,12 @@ def train_stage(
             if improved:
                 result.best = save_model_file(model, out_dir / "best.safetensors", **weights)
                 result.best_metric = best_metric
+            log.write(row)
             save_training_state(
                 result.run_dir, model=model, optimizer=optimizer, scheduler=scheduler,
                 scaler=scaler, stage=stage, epoch=epoch, best_metric=best_metric,
                 config=config.to_dict(), rng_states=rngs,
             )
-        result.last = distributed.broadcast_object(result.last, runtime)
-
-        # --- log: log.csv, log.jsonl, TensorBoard, one console line
-        row = {
-            "stage": stage, "epoch": epoch + 1, "global_epoch": epoch_offset + epoch + 1,
-            "lr": lr, **losses, **val_metrics,
-            "images_per_s": images_total / max(train_seconds, 1e-9),
-            "seconds": time.perf_counter() - started, "best": improved, **sync,
-        }
-        log.write(row)
         result.history.append(row)
         say(_epoch_line(row))
         distributed.barrier(runtime)
