@@ -75,10 +75,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--backbone", default=None, help="default: b4 on CUDA, b0 on CPU")
-    parser.add_argument("--input-size", type=int, default=None,
-                        help="default: 380 on CUDA, 128 on CPU")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="default: 15 on CUDA (the paper's), 8 on CPU")
+    parser.add_argument(
+        "--input-size", type=int, default=None, help="default: 380 on CUDA, 128 on CPU"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="default: 15 on CUDA (the paper's), 8 on CPU"
+    )
     parser.add_argument("--steps", type=int, default=None, help="timed steps")
     parser.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args()
@@ -92,8 +94,14 @@ def main() -> None:
     input_size = args.input_size or (380 if cuda else 128)
     batch_size = args.batch_size or (15 if cuda else 8)
     steps = args.steps or (20 if cuda else 5)
-    common = dict(backbone=backbone, input_size=input_size, batch_size=batch_size,
-                  device=device, steps=steps, warmup=args.warmup)
+    common = dict(
+        backbone=backbone,
+        input_size=input_size,
+        batch_size=batch_size,
+        device=device,
+        steps=steps,
+        warmup=args.warmup,
+    )
 
     if cuda:
         torch.backends.cudnn.benchmark = False
@@ -108,13 +116,17 @@ def main() -> None:
         naive = time_steps(channels_last=False, dtype=None, **common)
         runs = [
             ("mattn default on CPU (fp32)", naive),
-            ("mattn --amp on CPU (bf16 autocast)",
-             time_steps(channels_last=False, dtype=torch.bfloat16, **common)),
+            (
+                "mattn --amp on CPU (bf16 autocast)",
+                time_steps(channels_last=False, dtype=torch.bfloat16, **common),
+            ),
         ]
         device_name = f"CPU, {torch.get_num_threads()} threads"
 
-    print(f"MAT training step (forward + AGDA pass + backward + AdamW), {backbone} at "
-          f"{input_size} px, batch {batch_size}, {steps} timed steps, {device_name}")
+    print(
+        f"MAT training step (forward + AGDA pass + backward + AdamW), {backbone} at "
+        f"{input_size} px, batch {batch_size}, {steps} timed steps, {device_name}"
+    )
     print(f"  naive (fp32, contiguous):  {naive:8.2f} images/s")
     for label, rate in runs:
         print(f"  {label}: {rate:8.2f} images/s  ({rate / naive:.2f}x naive)")

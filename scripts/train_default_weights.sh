@@ -6,9 +6,10 @@
 # 1. scripts/prepare_demo_data.py writes openly licensed real faces as short clips (carphone
 #    frames 0-59, Grace Hopper and Eileen Collins portraits; see scripts/demo_data/README.md);
 # 2. `mattn extract-faces` crops them (plain real/ folder layout, 30% of the clips held out as val);
-# 3. `mattn train` trains a small MAT (EfficientNet-B0, 128 px) on real faces against self-blended
-#    fakes made on the fly, deterministically on the CPU;
-# 4. `mattn evaluate` measures it on the held-out val split; the model is copied to weights/.
+# 3. `mattn train` trains a small MAT (EfficientNet-B0, 128 px; settings in scripts/demo_train.toml)
+#    on real faces against self-blended fakes made on the fly, deterministically on the CPU;
+# 4. the best epoch by validation video AUC (real val clips vs their self-blends) is copied to
+#    weights/; its metrics are in its provenance (`mattn weights info`) and RUN/log.csv.
 # The examples in examples/ (carphone frames 60-119) are never used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,11 +19,8 @@ export OMP_WAIT_POLICY=PASSIVE
 python scripts/prepare_demo_data.py "$WORK/videos"
 mattn extract-faces "$WORK/videos" -o "$WORK/faces" --layout folders --frames 10 \
   --crop-size 160 --val-fraction 0.3 --test-fraction 0 --quiet
-mattn train --data "$WORK/faces" --out "$WORK/run" --backbone efficientnet-b0 --input-size 128 \
-  --synthetic-fakes self-blend --recipe paper --epochs "${EPOCHS:-6}" --batch-size 16 --lr 3e-4 \
-  --frames-per-video 10 --seed 0 --deterministic --name mattn-demo-b0 --demo
-mattn evaluate --data "$WORK/faces" --weights "$WORK/run/best.safetensors" --split val \
-  --format json --output "$WORK/val-metrics.json"
+mattn train --data "$WORK/faces" --out "$WORK/run" --recipe paper --device cpu \
+  --config scripts/demo_train.toml
 cp "$WORK/run/best.safetensors" weights/mattn-demo-b0.safetensors
 sha256sum weights/mattn-demo-b0.safetensors
 echo "work files in $WORK; update DEFAULT_WEIGHTS_SHA256 in deepfake_cli/model/weights.py"

@@ -21,8 +21,22 @@ from deepfake_cli.training import evaluate as evaluate_module
 from deepfake_cli.training.commands import evaluate_command
 from deepfake_cli.training.metrics import binary_metrics, equal_error_rate
 
-COLUMNS = ("crop_path", "video_path", "video_id", "label", "method", "compression", "split",
-           "group", "frame_index", "time_s", "person", "box", "landmarks", "det_prob")
+COLUMNS = (
+    "crop_path",
+    "video_path",
+    "video_id",
+    "label",
+    "method",
+    "compression",
+    "split",
+    "group",
+    "frame_index",
+    "time_s",
+    "person",
+    "box",
+    "landmarks",
+    "det_prob",
+)
 
 # video_id: (label, method, split, fake probability of each of its frames)
 VIDEOS = {
@@ -46,11 +60,24 @@ def make_split_folder(root: Path, size: int = 36) -> Path:
             image = np.clip(tint + rng.normal(0, 30, (size, size, 3)), 0, 255).astype(np.uint8)
             path = f"crops/{video_id}/0_{frame}.png"
             cv2.imwrite(str(root / path), image)
-            rows.append({"crop_path": path, "video_path": f"{video_id}.mp4",
-                         "video_id": video_id, "label": label, "method": method,
-                         "compression": "c23", "split": split, "group": "", "frame_index": frame,
-                         "time_s": frame, "person": 0, "box": "0 0 9 9", "landmarks": "",
-                         "det_prob": 1.0})
+            rows.append(
+                {
+                    "crop_path": path,
+                    "video_path": f"{video_id}.mp4",
+                    "video_id": video_id,
+                    "label": label,
+                    "method": method,
+                    "compression": "c23",
+                    "split": split,
+                    "group": "",
+                    "frame_index": frame,
+                    "time_s": frame,
+                    "person": 0,
+                    "box": "0 0 9 9",
+                    "landmarks": "",
+                    "det_prob": 1.0,
+                }
+            )
     with open(root / "manifest.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
@@ -63,8 +90,12 @@ def tiny_weights(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     model = MATDetector(MATConfig(backbone="efficientnet-b0", input_size=32))
     path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    save_weights(model, path, preprocessing=Preprocessing(input_size=32),
-                 provenance=Provenance(name="tiny-test", demo=True))
+    save_weights(
+        model,
+        path,
+        preprocessing=Preprocessing(input_size=32),
+        provenance=Provenance(name="tiny-test", demo=True),
+    )
     return path
 
 
@@ -99,12 +130,14 @@ def test_binary_metrics_against_sklearn_and_by_hand():
     assert only_real["auc"] is None and only_real["eer"] is None and only_real["ap"] is None
     assert "only real" in only_real["note"]
     assert only_real["acc"] == pytest.approx(2 / 3)
-    assert only_real["log_loss"] == pytest.approx(log_loss([0, 0, 0], [0.1, 0.7, 0.2],
-                                                           labels=[0, 1]))
+    assert only_real["log_loss"] == pytest.approx(
+        log_loss([0, 0, 0], [0.1, 0.7, 0.2], labels=[0, 1])
+    )
 
 
-def test_evaluate_overall_and_per_method_match_independent_numbers(tmp_path, tiny_weights,
-                                                                   monkeypatch):
+def test_evaluate_overall_and_per_method_match_independent_numbers(
+    tmp_path, tiny_weights, monkeypatch
+):
     data = make_split_folder(tmp_path / "faces")
 
     def known_predictions(model, loader, device, **_):
@@ -118,8 +151,7 @@ def test_evaluate_overall_and_per_method_match_independent_numbers(tmp_path, tin
 
     monkeypatch.setattr(evaluate_module, "predict", known_predictions)
     roc = tmp_path / "out" / "roc.png"
-    report = evaluate_module.evaluate(data, tiny_weights, split="test", roc_png=roc,
-                                      device="cpu")
+    report = evaluate_module.evaluate(data, tiny_weights, split="test", roc_png=roc, device="cpu")
 
     test_videos = {k: v for k, v in VIDEOS.items() if v[2] == "test"}
     assert report["frames"] == 15 and report["videos"] == 5 and report["split"] == "test"
@@ -131,8 +163,10 @@ def test_evaluate_overall_and_per_method_match_independent_numbers(tmp_path, tin
         return labels, scores
 
     def video_level(videos):  # the paper's video score: the mean of its frames
-        return ([label for label, *_ in videos.values()],
-                [float(np.mean(s)) for *_, s in videos.values()])
+        return (
+            [label for label, *_ in videos.values()],
+            [float(np.mean(s)) for *_, s in videos.values()],
+        )
 
     assert_close(report["overall"]["frame"], expected_metrics(*frame_level(test_videos)))
     assert_close(report["overall"]["video"], expected_metrics(*video_level(test_videos)))
@@ -150,8 +184,9 @@ def test_evaluate_overall_and_per_method_match_independent_numbers(tmp_path, tin
     assert report["roc_png"] == str(roc)
     json.dumps(report, allow_nan=False)  # JSON-ready
 
-    median = evaluate_module.evaluate(data, tiny_weights, split="test", aggregate="median",
-                                      device="cpu")
+    median = evaluate_module.evaluate(
+        data, tiny_weights, split="test", aggregate="median", device="cpu"
+    )
     labels = [label for label, *_ in test_videos.values()]
     medians = [float(np.median(s)) for *_, s in test_videos.values()]
     assert median["overall"]["video"]["auc"] == pytest.approx(roc_auc_score(labels, medians))
@@ -168,10 +203,24 @@ def test_evaluate_command_scores_the_model_as_recomputed_by_hand(tmp_path, tiny_
     app.command("evaluate")(evaluate_command)
     app.command("noop")(lambda: None)
     output = tmp_path / "report.json"
-    result = CliRunner().invoke(app, [
-        "evaluate", "--data", str(data), "--weights", str(tiny_weights), "--format", "json",
-        "--device", "cpu", "--output", str(output), "--batch-size", "4",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--data",
+            str(data),
+            "--weights",
+            str(tiny_weights),
+            "--format",
+            "json",
+            "--device",
+            "cpu",
+            "--output",
+            str(output),
+            "--batch-size",
+            "4",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert json.loads(output.read_text()) == report
@@ -188,18 +237,23 @@ def test_evaluate_command_scores_the_model_as_recomputed_by_hand(tmp_path, tiny_
             with torch.no_grad():
                 scores.append(float(fake_probabilities(model(tensor))[0]))
             labels.append(int(row["label"]))
-    assert report["overall"]["frame"]["auc"] == pytest.approx(roc_auc_score(labels, scores),
-                                                              abs=1e-6)
-    assert report["overall"]["frame"]["log_loss"] == pytest.approx(log_loss(labels, scores),
-                                                                   abs=1e-5)
+    assert report["overall"]["frame"]["auc"] == pytest.approx(
+        roc_auc_score(labels, scores), abs=1e-6
+    )
+    assert report["overall"]["frame"]["log_loss"] == pytest.approx(
+        log_loss(labels, scores), abs=1e-5
+    )
 
-    table = CliRunner().invoke(app, ["evaluate", "--data", str(data), "--weights",
-                                     str(tiny_weights), "--device", "cpu"])
+    table = CliRunner().invoke(
+        app, ["evaluate", "--data", str(data), "--weights", str(tiny_weights), "--device", "cpu"]
+    )
     assert table.exit_code == 0 and "Deepfakes" in table.stdout and "FaceSwap" in table.stdout
 
-    bad_split = CliRunner().invoke(app, ["evaluate", "--data", str(data), "--weights",
-                                         str(tiny_weights), "--split", "train"])
+    bad_split = CliRunner().invoke(
+        app, ["evaluate", "--data", str(data), "--weights", str(tiny_weights), "--split", "train"]
+    )
     assert bad_split.exit_code == 2 and "no crops in the 'train' split" in bad_split.output
-    missing = CliRunner().invoke(app, ["evaluate", "--data", str(data), "--weights",
-                                       str(tmp_path / "none.safetensors")])
+    missing = CliRunner().invoke(
+        app, ["evaluate", "--data", str(data), "--weights", str(tmp_path / "none.safetensors")]
+    )
     assert missing.exit_code == 2 and "does not exist" in missing.output

@@ -47,8 +47,20 @@ from deepfake_cli.training.data import (
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFEST_COLUMNS = (
-    "crop_path", "video_path", "video_id", "label", "method", "compression", "split", "group",
-    "frame_index", "time_s", "person", "box", "landmarks", "det_prob",
+    "crop_path",
+    "video_path",
+    "video_id",
+    "label",
+    "method",
+    "compression",
+    "split",
+    "group",
+    "frame_index",
+    "time_s",
+    "person",
+    "box",
+    "landmarks",
+    "det_prob",
 )
 
 
@@ -65,19 +77,52 @@ def draw_face(rng: np.random.Generator, size: int, identity: dict, noise: float)
     skin = identity["skin"] + rng.normal(0, 4, 3)
     for step in range(8):  # shading: darker rim, lighter centre
         scale = 1 - step / 10
-        cv2.ellipse(image, (int(cx), int(cy)), (int(ax * scale), int(ay * scale)), 0, 0, 360,
-                    (skin * (0.75 + 0.04 * step)).tolist(), -1, lineType=cv2.LINE_AA)
+        cv2.ellipse(
+            image,
+            (int(cx), int(cy)),
+            (int(ax * scale), int(ay * scale)),
+            0,
+            0,
+            360,
+            (skin * (0.75 + 0.04 * step)).tolist(),
+            -1,
+            lineType=cv2.LINE_AA,
+        )
     eyes = [(cx - ax * 0.4, cy - ay * 0.25), (cx + ax * 0.4, cy - ay * 0.25)]
     for ex, ey in eyes:
-        cv2.ellipse(image, (int(ex), int(ey)), (max(2, int(ax * 0.18)), max(1, int(ay * 0.07))),
-                    0, 0, 360, (235, 235, 235), -1, lineType=cv2.LINE_AA)
+        cv2.ellipse(
+            image,
+            (int(ex), int(ey)),
+            (max(2, int(ax * 0.18)), max(1, int(ay * 0.07))),
+            0,
+            0,
+            360,
+            (235, 235, 235),
+            -1,
+            lineType=cv2.LINE_AA,
+        )
         cv2.circle(image, (int(ex), int(ey)), max(1, int(ax * 0.07)), (40, 30, 20), -1)
     nose = (cx, cy + ay * 0.1)
-    cv2.line(image, (int(cx), int(cy - ay * 0.12)), (int(nose[0]), int(nose[1])),
-             (skin * 0.6).tolist(), 1, lineType=cv2.LINE_AA)
+    cv2.line(
+        image,
+        (int(cx), int(cy - ay * 0.12)),
+        (int(nose[0]), int(nose[1])),
+        (skin * 0.6).tolist(),
+        1,
+        lineType=cv2.LINE_AA,
+    )
     mouth = [(cx - ax * 0.3, cy + ay * 0.45), (cx + ax * 0.3, cy + ay * 0.45)]
-    cv2.ellipse(image, (int(cx), int(cy + ay * 0.45)), (int(ax * 0.3), max(1, int(ay * 0.06))),
-                0, 0, 360, (150, 50, 60), -1, lineType=cv2.LINE_AA)
+    cv2.ellipse(
+        image,
+        (int(cx), int(cy + ay * 0.45)),
+        (int(ax * 0.3), max(1, int(ay * 0.06))),
+        0,
+        0,
+        360,
+        (150, 50, 60),
+        -1,
+        lineType=cv2.LINE_AA,
+    )
     image = cv2.GaussianBlur(image, (0, 0), 0.6)
     # Sensor noise: a pasted face that was resampled (as every self-blend source is) is
     # smoother than the frame around it.
@@ -86,8 +131,9 @@ def draw_face(rng: np.random.Generator, size: int, identity: dict, noise: float)
     return np.clip(image, 0, 255).astype(np.uint8), landmarks
 
 
-def make_faces(root: Path, videos, *, frames: int = 4, size: int = 40, noise: float = 8.0,
-               seed: int = 0) -> Path:
+def make_faces(
+    root: Path, videos, *, frames: int = 4, size: int = 40, noise: float = 8.0, seed: int = 0
+) -> Path:
     """videos: (video_id, label, method, split) tuples -> crops and manifest.csv under root."""
     rng = np.random.default_rng(seed)
     rows = []
@@ -107,14 +153,24 @@ def make_faces(root: Path, videos, *, frames: int = 4, size: int = 40, noise: fl
                 image[size // 3 : size // 2, size // 3 : 2 * size // 3] //= 2
             name = f"0_{frame * 10}.png"
             cv2.imwrite(str(folder / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-            rows.append({
-                "crop_path": f"crops/{video_id}/{name}", "video_path": f"v/{video_id}.mp4",
-                "video_id": video_id, "label": label, "method": method, "compression": "c23",
-                "split": split, "group": video_id, "frame_index": frame * 10,
-                "time_s": frame / 3, "person": 0, "box": "8 8 32 32",
-                "landmarks": " ".join(f"{v:.1f}" for v in landmarks.reshape(-1)),
-                "det_prob": 0.99,
-            })
+            rows.append(
+                {
+                    "crop_path": f"crops/{video_id}/{name}",
+                    "video_path": f"v/{video_id}.mp4",
+                    "video_id": video_id,
+                    "label": label,
+                    "method": method,
+                    "compression": "c23",
+                    "split": split,
+                    "group": video_id,
+                    "frame_index": frame * 10,
+                    "time_s": frame / 3,
+                    "person": 0,
+                    "box": "8 8 32 32",
+                    "landmarks": " ".join(f"{v:.1f}" for v in landmarks.reshape(-1)),
+                    "det_prob": 0.99,
+                }
+            )
     with open(root / "manifest.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=MANIFEST_COLUMNS)
         writer.writeheader()
@@ -137,9 +193,16 @@ def one_thread():
 
 def tiny_config(data: Path, out: Path, **options) -> TrainConfig:
     settings = {
-        "data": str(data), "out": str(out), "backbone": "efficientnet-b0", "input_size": 32,
-        "device": "cpu", "workers": 0, "epochs": 1, "batch_size": 4,
-        "synthetic_fakes": "self-blend", "eval_batch_size": 16,
+        "data": str(data),
+        "out": str(out),
+        "backbone": "efficientnet-b0",
+        "input_size": 32,
+        "device": "cpu",
+        "workers": 0,
+        "epochs": 1,
+        "batch_size": 4,
+        "synthetic_fakes": "self-blend",
+        "eval_batch_size": 16,
     }
     settings.update(options)
     return resolve_config(settings)
@@ -161,21 +224,53 @@ def test_spread_frames_shifts_every_epoch_and_keeps_short_videos_whole():
 def test_epoch_plan_balances_shuffles_and_is_deterministic(tmp_path):
     videos = real_videos(2, "train") + [(f"f{i}", 1, "Deepfakes", "train") for i in range(6)]
     records = read_manifest(make_faces(tmp_path, videos, frames=6))
-    plan = epoch_plan(records, split="train", frames_per_video=3, epoch=0, seed=1,
-                      self_blend=False, balance=True, shuffle=True)
+    plan = epoch_plan(
+        records,
+        split="train",
+        frames_per_video=3,
+        epoch=0,
+        seed=1,
+        self_blend=False,
+        balance=True,
+        shuffle=True,
+    )
     labels = [sample.label(records) for sample in plan]
     assert labels.count(0) == labels.count(1) == 18  # 6 real frames oversampled x3
-    again = epoch_plan(records, split="train", frames_per_video=3, epoch=0, seed=1,
-                       self_blend=False, balance=True, shuffle=True)
-    later = epoch_plan(records, split="train", frames_per_video=3, epoch=1, seed=1,
-                       self_blend=False, balance=True, shuffle=True)
+    again = epoch_plan(
+        records,
+        split="train",
+        frames_per_video=3,
+        epoch=0,
+        seed=1,
+        self_blend=False,
+        balance=True,
+        shuffle=True,
+    )
+    later = epoch_plan(
+        records,
+        split="train",
+        frames_per_video=3,
+        epoch=1,
+        seed=1,
+        self_blend=False,
+        balance=True,
+        shuffle=True,
+    )
     assert plan == again and plan != later
     frames_0 = {records[s.record].frame_index for s in plan}
     frames_1 = {records[s.record].frame_index for s in later}
     assert frames_0 == {0, 20, 40} and frames_1 == {10, 30, 50}
 
-    blended = epoch_plan(records, split="train", frames_per_video=3, epoch=0, seed=1,
-                         self_blend=True, balance=True, shuffle=False)
+    blended = epoch_plan(
+        records,
+        split="train",
+        frames_per_video=3,
+        epoch=0,
+        seed=1,
+        self_blend=True,
+        balance=True,
+        shuffle=False,
+    )
     methods = [sample.method(records) for sample in blended]
     assert methods.count("self-blend") == 6  # one per real crop, not per oversampled copy
     assert [s.label(records) for s in blended].count(0) == 24  # reals oversampled to 18+6
@@ -189,10 +284,17 @@ def test_shard_pads_like_distributed_sampler():
 
 def test_crop_dataset_items_depend_only_on_seed_epoch_and_position(tmp_path):
     records = read_manifest(make_faces(tmp_path, real_videos(2, "train"), frames=2, size=40))
-    plan = epoch_plan(records, split="train", frames_per_video=2, epoch=0, seed=0,
-                      self_blend=True, balance=False, shuffle=True)
-    transform = Transform(input_size=32, mean=(0.5,) * 3, std=(0.5,) * 3, train=True,
-                          augment=True)
+    plan = epoch_plan(
+        records,
+        split="train",
+        frames_per_video=2,
+        epoch=0,
+        seed=0,
+        self_blend=True,
+        balance=False,
+        shuffle=True,
+    )
+    transform = Transform(input_size=32, mean=(0.5,) * 3, std=(0.5,) * 3, train=True, augment=True)
     first = CropDataset(records, plan, transform, seed=0, epoch=0)
     second = CropDataset(records, plan, transform, seed=0, epoch=0)
     other_epoch = CropDataset(records, plan, transform, seed=0, epoch=1)
@@ -203,7 +305,7 @@ def test_crop_dataset_items_depend_only_on_seed_epoch_and_position(tmp_path):
     assert not all(torch.equal(first[i][0], other_epoch[i][0]) for i in range(len(plan)))
 
 
-# --- configuration ----------------------------------------------------------------------------------
+# --- configuration ---------------------------------------------------------------------------
 
 
 def test_config_toml_round_trip_and_precedence(tmp_path):
@@ -220,7 +322,8 @@ def test_config_toml_round_trip_and_precedence(tmp_path):
     saved = {"data": "saved", "out": "run", "seed": 1, "frames_per_video": 9}
     resolved = resolve_config(
         {"out": "run", "seed": 5, "lr": 0.01, "backbone": "efficientnet-b0", "workers": None},
-        config_file=tmp_path / "file.toml", saved=saved,
+        config_file=tmp_path / "file.toml",
+        saved=saved,
     )
     assert resolved.seed == 5  # option > file > saved
     assert resolved.data == "from-file" and resolved.workers == 1  # file > saved, unset option
@@ -249,24 +352,44 @@ def test_train_command_saves_resolved_config_and_outputs(tmp_path, one_thread):
     app = typer.Typer()
     app.command("train")(train_command)
     app.command("noop")(lambda: None)  # two commands: Typer then expects the command name
-    data = make_faces(tmp_path / "faces", real_videos(3, "train") + real_videos(1, "val"),
-                      frames=2, size=40)
+    data = make_faces(
+        tmp_path / "faces", real_videos(3, "train") + real_videos(1, "val"), frames=2, size=40
+    )
     (tmp_path / "train.toml").write_text(
         'backbone = "efficientnet-b0"\ninput_size = 32\nseed = 3\nworkers = 0\n'
         'device = "cpu"\nsynthetic_fakes = "self-blend"\nframes_per_video = 1\n'
         "[stage1]\nepochs = 1\nbatch_size = 3\n"
     )
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, [
-        "train", "--data", str(data), "--out", str(out), "--config",
-        str(tmp_path / "train.toml"), "--stage", "1", "--seed", "4", "--name", "tiny",
-        "--demo",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--config",
+            str(tmp_path / "train.toml"),
+            "--stage",
+            "1",
+            "--seed",
+            "4",
+            "--name",
+            "tiny",
+            "--demo",
+        ],
+    )
     assert result.exit_code == 0, result.output
     saved = read_toml(out / "config.toml")
     assert saved["seed"] == 4 and saved["input_size"] == 32 and saved["stage1"]["epochs"] == 1
-    for name in ("last.safetensors", "best.safetensors", "log.csv", "log.jsonl",
-                 "state/training_state.pt"):
+    for name in (
+        "last.safetensors",
+        "best.safetensors",
+        "log.csv",
+        "log.jsonl",
+        "state/training_state.pt",
+    ):
         assert (out / name).is_file(), name
     assert any((out / "tensorboard").iterdir())
     info = read_weights_info(out / "last.safetensors")
@@ -281,11 +404,15 @@ def test_train_command_saves_resolved_config_and_outputs(tmp_path, one_thread):
         rows = list(csv.DictReader(handle))
     assert len(rows) == 1 and rows[0]["stage"] == "1" and float(rows[0]["val_video_auc"]) >= 0
 
-    again = CliRunner().invoke(app, ["train", "--data", str(data), "--out", str(out),
-                                     "--config", str(tmp_path / "train.toml")])
+    again = CliRunner().invoke(
+        app,
+        ["train", "--data", str(data), "--out", str(out), "--config", str(tmp_path / "train.toml")],
+    )
     assert again.exit_code == 2 and "--resume" in again.output  # never overwrite a run
-    missing = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "nope"), "--out",
-                                       str(tmp_path / "r2"), "--stage", "1"])
+    missing = CliRunner().invoke(
+        app,
+        ["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r2"), "--stage", "1"],
+    )
     assert missing.exit_code == 2 and "manifest.csv" in missing.output
 
 
@@ -294,15 +421,15 @@ def test_train_command_saves_resolved_config_and_outputs(tmp_path, one_thread):
 
 def test_stage2_starts_from_stage1_backbone(tmp_path):
     torch.manual_seed(0)
-    stage1 = MATDetector(MATConfig(backbone="efficientnet-b0", input_size=64,
-                                   variant="backbone"))
+    stage1 = MATDetector(MATConfig(backbone="efficientnet-b0", input_size=64, variant="backbone"))
     with torch.no_grad():
         for parameter in stage1.parameters():
             parameter.add_(torch.randn_like(parameter))  # anything but the init
     save_weights(stage1, tmp_path / "stage1.safetensors")
     stage2 = MATDetector(MATConfig(backbone="efficientnet-b0", input_size=64))
-    untouched = {k: v.clone() for k, v in stage2.state_dict().items()
-                 if not k.startswith("backbone.")}
+    untouched = {
+        k: v.clone() for k, v in stage2.state_dict().items() if not k.startswith("backbone.")
+    }
     message = init_from_weights(stage2, tmp_path / "stage1.safetensors")
     assert "initialised" in message
     source, target = stage1.state_dict(), stage2.state_dict()
@@ -321,8 +448,9 @@ class Interrupted(Exception):
 def test_resume_is_bit_identical(tmp_path, monkeypatch, one_thread):
     """Paper recipe (stage 1, then MAT), interrupted after the MAT's first epoch and resumed
     (with another worker count) == the same run uninterrupted, tensor for tensor."""
-    data = make_faces(tmp_path / "faces", real_videos(4, "train") + real_videos(1, "val"),
-                      frames=2, size=40)
+    data = make_faces(
+        tmp_path / "faces", real_videos(4, "train") + real_videos(1, "val"), frames=2, size=40
+    )
     whole = tiny_config(data, tmp_path / "whole", recipe="paper", deterministic=True, seed=7)
     whole = dataclasses.replace(whole, stage2=dataclasses.replace(whole.stage2, epochs=2))
     assert whole.stages == (1, 2) and whole.stage1.epochs == 1 and whole.stage2.epochs == 2
@@ -349,7 +477,8 @@ def test_resume_is_bit_identical(tmp_path, monkeypatch, one_thread):
     different = [key for key in expected if not torch.equal(expected[key], actual[key])]
     assert not different, different[:5]
     assert any(key.endswith("feature_centers") for key in expected)  # the RIL state too
-    rows = [json.loads(line) for line in open(tmp_path / "parted" / "log.jsonl")]
+    log = (tmp_path / "parted" / "log.jsonl").read_text()
+    rows = [json.loads(line) for line in log.splitlines()]
     assert [(row["stage"], row["epoch"]) for row in rows] == [(1, 1), (2, 1), (2, 2)]
 
 
@@ -363,23 +492,48 @@ def _free_port() -> int:
 
 
 def test_two_process_gloo_run_keeps_ranks_in_sync(tmp_path):
-    data = make_faces(tmp_path / "faces", real_videos(3, "train") + real_videos(1, "val"),
-                      frames=2, size=40)
+    data = make_faces(
+        tmp_path / "faces", real_videos(3, "train") + real_videos(1, "val"), frames=2, size=40
+    )
     out = tmp_path / "run"
     registered = "train_command" in (REPO / "deepfake_cli" / "cli.py").read_text()
     module = "deepfake_cli" if registered else "deepfake_cli.training.launch"
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-        f"--master_port={_free_port()}", "-m", module, "train",
-        "--data", str(data), "--out", str(out), "--stage", "2", "--epochs", "2",
-        "--batch-size", "2", "--backbone", "efficientnet-b0", "--input-size", "32",
-        "--synthetic-fakes", "self-blend", "--device", "cpu", "--workers", "0",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={_free_port()}",
+        "-m",
+        module,
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--stage",
+        "2",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "2",
+        "--backbone",
+        "efficientnet-b0",
+        "--input-size",
+        "32",
+        "--synthetic-fakes",
+        "self-blend",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
     ]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    done = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    rows = [json.loads(line) for line in open(out / "log.jsonl")]
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert len(rows) == 2  # one process wrote the log
     for row in rows:
         assert row["ranks_in_sync"] is True
@@ -387,8 +541,13 @@ def test_two_process_gloo_run_keeps_ranks_in_sync(tmp_path):
         assert len(centers) == 2 and centers[0] == centers[1]
         assert row["parameters_sha256_per_rank"][0] == row["parameters_sha256_per_rank"][1]
     assert sorted(p.name for p in out.iterdir()) == [
-        "best.safetensors", "config.toml", "last.safetensors", "log.csv", "log.jsonl",
-        "state", "tensorboard",
+        "best.safetensors",
+        "config.toml",
+        "last.safetensors",
+        "log.csv",
+        "log.jsonl",
+        "state",
+        "tensorboard",
     ]
     assert [p.name for p in (out / "state").iterdir()] == ["training_state.pt"]
     state = load_training_state(out)
@@ -402,16 +561,31 @@ def test_two_process_gloo_run_keeps_ranks_in_sync(tmp_path):
 @pytest.mark.slow
 def test_learns_self_blended_fakes_from_real_faces(tmp_path, one_thread):
     """Stage 1 on real faces only (+ self-blended fakes): validation AUC reaches 0.9."""
-    data = make_faces(tmp_path / "faces", real_videos(16, "train") + real_videos(6, "val"),
-                      frames=4, size=56, noise=40.0)
+    data = make_faces(
+        tmp_path / "faces",
+        real_videos(16, "train") + real_videos(6, "val"),
+        frames=4,
+        size=56,
+        noise=40.0,
+    )
     (tmp_path / "fast.toml").write_text(
         # Short run: BatchNorm statistics must settle within ~200 steps.
         "bn_momentum = 0.1\n[stage1]\nlr = 0.001\nlr_step_epochs = 8\n"
     )
     config = resolve_config(
-        {"data": str(data), "out": str(tmp_path / "run"), "stage": 1,
-         "backbone": "efficientnet-b0", "input_size": 48, "epochs": 12, "batch_size": 8,
-         "synthetic_fakes": "self-blend", "device": "cpu", "workers": 0, "seed": 0},
+        {
+            "data": str(data),
+            "out": str(tmp_path / "run"),
+            "stage": 1,
+            "backbone": "efficientnet-b0",
+            "input_size": 48,
+            "epochs": 8,
+            "batch_size": 8,
+            "synthetic_fakes": "self-blend",
+            "device": "cpu",
+            "workers": 0,
+            "seed": 0,
+        },
         config_file=tmp_path / "fast.toml",
     )
     result = loop.run_training(config)

@@ -58,8 +58,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
     version, mt_state, gauss = state["python"]
     random.setstate((version, tuple(mt_state), gauss))
     kind, keys, position, has_gauss, cached_gaussian = state["numpy"]
-    np.random.set_state((kind, np.array(keys, dtype=np.uint32), position, has_gauss,
-                         cached_gaussian))
+    np.random.set_state(
+        (kind, np.array(keys, dtype=np.uint32), position, has_gauss, cached_gaussian)
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -102,15 +103,15 @@ def save_training_state(
 def load_training_state(run_dir: str | Path) -> dict[str, Any]:
     path = state_path(run_dir)
     if not path.is_file():
-        raise UsageError(
-            f"--resume: {path} does not exist (nothing to resume in {Path(run_dir)})."
-        )
+        raise UsageError(f"--resume: {path} does not exist (nothing to resume in {Path(run_dir)}).")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any failure means "not a usable state file"
         raise UsageError(f"--resume: {path} cannot be read ({error}).") from None
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
-        raise UsageError(f"--resume: {path} is not a mattn training state (version {STATE_VERSION}).")
+        raise UsageError(
+            f"--resume: {path} is not a mattn training state (version {STATE_VERSION})."
+        )
     state["config"] = json.loads(state["config"])
     return state
 
@@ -140,7 +141,8 @@ def copy_matching(model: nn.Module, source: dict[str, torch.Tensor]) -> tuple[in
     """Copy every tensor of `source` whose key and shape the model has -> (copied, total)."""
     target = model.state_dict()
     matching = {
-        key: value for key, value in source.items()
+        key: value
+        for key, value in source.items()
         if key in target and tuple(value.shape) == tuple(target[key].shape)
     }
     model.load_state_dict(matching, strict=False)
@@ -164,7 +166,8 @@ def find_imagenet_weights(backbone: str) -> Path | None:
 
 
 def load_imagenet_backbone(model: MATDetector, path: str | Path) -> str:
-    """Load efficientnet-pytorch ImageNet weights into the backbone (all but the 1000-class head)."""
+    """Load efficientnet-pytorch ImageNet weights into the backbone (all but its 1000-class
+    head)."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"--backbone-weights {path} does not exist.")
@@ -177,8 +180,11 @@ def load_imagenet_backbone(model: MATDetector, path: str | Path) -> str:
     if not isinstance(state, dict):
         raise WeightsError(f"{path} holds no state dict.")
     backbone_state = model.backbone.state_dict()
-    usable = {key: value for key, value in state.items()
-              if key in backbone_state and tuple(value.shape) == tuple(backbone_state[key].shape)}
+    usable = {
+        key: value
+        for key, value in state.items()
+        if key in backbone_state and tuple(value.shape) == tuple(backbone_state[key].shape)
+    }
     missing = [key for key in backbone_state if key not in usable and not key.startswith("_fc.")]
     if missing:
         raise WeightsError(

@@ -50,9 +50,7 @@ def train_command(
         Path | None,
         typer.Option(help="Faces folder written by `mattn extract-faces` (manifest.csv)."),
     ] = None,
-    out: Annotated[
-        Path, typer.Option(help="Run directory for weights, training state and logs.")
-    ],
+    out: Annotated[Path, typer.Option(help="Run directory for weights, training state and logs.")],
     config: Annotated[
         Path | None, typer.Option("--config", help="TOML file with training settings.")
     ] = None,
@@ -80,7 +78,7 @@ def train_command(
     ] = None,
     backbone_weights: Annotated[
         Path | None,
-        typer.Option(help="efficientnet-pytorch ImageNet .pth for the backbone (never downloaded)."),
+        typer.Option(help="efficientnet-pytorch ImageNet .pth (never downloaded)."),
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs per stage (paper: 20 and 30).")] = None,
     batch_size: Annotated[
@@ -96,13 +94,17 @@ def train_command(
     ] = None,
     class_weighted: Annotated[
         bool | None,
-        typer.Option("--class-weighted/--oversample",
-                     help="Balance classes by loss weights instead of oversampling."),
+        typer.Option(
+            "--class-weighted/--oversample",
+            help="Balance classes by loss weights instead of oversampling.",
+        ),
     ] = None,
     augment: Annotated[
         bool | None,
-        typer.Option("--augment/--no-augment",
-                     help="Robustness augmentation: JPEG, blur, noise, colour jitter."),
+        typer.Option(
+            "--augment/--no-augment",
+            help="Robustness augmentation: JPEG, blur, noise, colour jitter.",
+        ),
     ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
     amp: Annotated[
@@ -113,8 +115,10 @@ def train_command(
     seed: Annotated[int | None, typer.Option(help="Seed of everything random.")] = None,
     deterministic: Annotated[
         bool | None,
-        typer.Option("--deterministic/--no-deterministic",
-                     help="Deterministic algorithms (bit-identical resume on CPU)."),
+        typer.Option(
+            "--deterministic/--no-deterministic",
+            help="Deterministic algorithms (bit-identical resume on CPU).",
+        ),
     ] = None,
     name: Annotated[str | None, typer.Option(help="Model name stored with the weights.")] = None,
     demo: Annotated[
@@ -127,16 +131,32 @@ def train_command(
     from deepfake_cli.training.loop import run_training
 
     options = {
-        "data": data, "out": out, "recipe": recipe, "stage": stage, "init": init,
-        "backbone": backbone, "input_size": input_size, "backbone_weights": backbone_weights,
-        "epochs": epochs, "batch_size": batch_size, "lr": lr,
-        "frames_per_video": frames_per_video, "synthetic_fakes": synthetic_fakes,
-        "class_weighted": class_weighted, "augment": augment, "device": device, "amp": amp,
-        "workers": workers, "seed": seed, "deterministic": deterministic, "name": name,
+        "data": data,
+        "out": out,
+        "recipe": recipe,
+        "stage": stage,
+        "init": init,
+        "backbone": backbone,
+        "input_size": input_size,
+        "backbone_weights": backbone_weights,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "frames_per_video": frames_per_video,
+        "synthetic_fakes": synthetic_fakes,
+        "class_weighted": class_weighted,
+        "augment": augment,
+        "device": device,
+        "amp": amp,
+        "workers": workers,
+        "seed": seed,
+        "deterministic": deterministic,
+        "name": name,
         "demo": demo,
     }
-    options = {key: str(value) if isinstance(value, Path) else value
-               for key, value in options.items()}
+    options = {
+        key: str(value) if isinstance(value, Path) else value for key, value in options.items()
+    }
     saved = None
     if resume:
         saved = load_saved_config(out)
@@ -176,8 +196,14 @@ def evaluate_command(
     if output_format not in ("table", "json"):
         raise UsageError(f"unknown --format {output_format!r}; use table or json.")
     report = evaluate(
-        data, weights, split=split, aggregate=aggregate, batch_size=batch_size, device=device,
-        roc_png=roc, workers=workers,
+        data,
+        weights,
+        split=split,
+        aggregate=aggregate,
+        batch_size=batch_size,
+        device=device,
+        roc_png=roc,
+        workers=workers,
     )
     text = json.dumps(report, indent=2, allow_nan=False)
     if output is not None:
@@ -192,9 +218,11 @@ def evaluate_command(
 
 def print_report(report: dict, console: Console) -> None:
     """The evaluation as a table: video and frame rows for all methods, then per method."""
-    table = Table(title=f"{report['model']} on {report['split']} "
-                        f"({report['videos']} videos, {report['frames']} frames; "
-                        f"video score = {report['aggregate']} of frames)")
+    table = Table(
+        title=f"{report['model']} on {report['split']} "
+        f"({report['videos']} videos, {report['frames']} frames; "
+        f"video score = {report['aggregate']} of frames)"
+    )
     table.add_column("methods")
     table.add_column("level")
     for name in ("AUC", "ACC", "AP", "EER", "log-loss", "real/fake"):
@@ -204,7 +232,8 @@ def print_report(report: dict, console: Console) -> None:
         for level in ("video", "frame"):
             values = metrics[level]
             table.add_row(
-                method if level == "video" else "", level,
+                method if level == "video" else "",
+                level,
                 *[_number(values[key]) for key in ("auc", "acc", "ap", "eer", "log_loss")],
                 f"{values['real']}/{values['fake']}",
                 end_section=level == "frame",

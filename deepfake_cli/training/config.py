@@ -226,7 +226,9 @@ class TrainConfig:
         """What scanning must feed the model; `margin_ratio` = that of the crops it saw
         (data.model_input_margin)."""
         return Preprocessing(
-            input_size=self.model_input_size, mean=self.mean, std=self.std,
+            input_size=self.model_input_size,
+            mean=self.mean,
+            std=self.std,
             margin_ratio=margin_ratio,
         )
 
@@ -348,8 +350,11 @@ def _merge(into: dict[str, Any], layer: dict[str, Any]) -> None:
 
 def to_toml(data: dict[str, Any]) -> str:
     """Serialise a dict of scalars, lists and one level of tables to TOML."""
-    lines = [f"{key} = {_toml_value(value)}" for key, value in data.items()
-             if not isinstance(value, dict)]
+    lines = [
+        f"{key} = {_toml_value(value)}"
+        for key, value in data.items()
+        if not isinstance(value, dict)
+    ]
     for key, value in data.items():
         if isinstance(value, dict):
             lines.append("")

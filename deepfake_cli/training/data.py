@@ -95,7 +95,9 @@ def _record(row: dict[str, str], data_dir: Path, manifest: Path, line: int) -> C
         label = int(row["label"])
         frame_index = int(float(row["frame_index"] or 0))
     except ValueError:
-        raise LayoutError(f"{manifest}, line {line}: label and frame_index must be numbers.") from None
+        raise LayoutError(
+            f"{manifest}, line {line}: label and frame_index must be numbers."
+        ) from None
     if label not in (REAL, FAKE):
         raise LayoutError(f"{manifest}, line {line}: label must be 0 (real) or 1 (fake).")
     split = row["split"].strip()
@@ -188,8 +190,9 @@ def epoch_plan(
     if self_blend:
         samples += [Sample(s.record, True) for s in samples if records[s.record].label == REAL]
     if balance:
-        samples = _oversample_minority(samples, records, np.random.default_rng(
-            [seed, _BALANCE_STREAM, epoch]))
+        samples = _oversample_minority(
+            samples, records, np.random.default_rng([seed, _BALANCE_STREAM, epoch])
+        )
     if shuffle:
         order = np.random.default_rng([seed, _ORDER_STREAM, epoch]).permutation(len(samples))
         samples = [samples[i] for i in order]
@@ -207,12 +210,13 @@ def _oversample_minority(
         return samples
     # Whole repeats of the minority, then a random subset for the remainder.
     repeats, remainder = divmod(len(large) - len(small), len(small))
-    extra = small * repeats + [small[i] for i in sorted(rng.choice(len(small), remainder, replace=False))]
+    chosen = sorted(rng.choice(len(small), remainder, replace=False))
+    extra = small * repeats + [small[i] for i in chosen]
     return samples + extra
 
 
 def class_weights(samples: Sequence[Sample], records: Sequence[CropRecord]) -> torch.Tensor:
-    """Cross-entropy weights n / (2 * n_class), for a class-weighted loss instead of oversampling."""
+    """Cross-entropy weights n / (2 n_class): a class-weighted loss instead of oversampling."""
     counts = Counter(sample.label(records) for sample in samples)
     total = sum(counts.values())
     return torch.tensor([total / (2 * max(counts[label], 1)) for label in (REAL, FAKE)])

@@ -63,7 +63,7 @@ def resolve_device(option: str, local_rank: int = 0) -> torch.device:
         try:
             device = torch.device(option)
         except RuntimeError:
-            raise UsageError(f"--device {option} is not a device name; use cuda:0, cuda:1, ...") from None
+            raise UsageError(f"--device {option}: use cuda:0, cuda:1, ...") from None
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UsageError(
                 f"--device {option}: this machine has {torch.cuda.device_count()} CUDA device(s)."

@@ -69,8 +69,9 @@ def split_report(
     aggregate: str = "mean",
 ) -> dict:
     """{"overall": {"frame", "video"}, "per_method": {method: {"frame", "video"}}}."""
-    overall = metric_functions.frame_and_video_metrics(video_ids, labels, fake_probabilities,
-                                                       aggregate)
+    overall = metric_functions.frame_and_video_metrics(
+        video_ids, labels, fake_probabilities, aggregate
+    )
     per_method = {}
     is_real = [label == 0 for label in labels]
     for method in sorted({m for m, label in zip(methods, labels, strict=True) if label == 1}):
@@ -122,8 +123,11 @@ def evaluate(
         input_size=preprocessing.input_size, mean=preprocessing.mean, std=preprocessing.std
     )
     loader = make_loader(
-        CropDataset(records, samples, transform), range(len(samples)),
-        batch_size=batch_size, workers=workers, drop_last=False,
+        CropDataset(records, samples, transform),
+        range(len(samples)),
+        batch_size=batch_size,
+        workers=workers,
+        drop_last=False,
     )
     positions, probabilities = predict(model, loader, torch_device)
     by_position = dict(zip(positions, probabilities, strict=True))
@@ -147,8 +151,17 @@ def evaluate(
         "roc_png": None,
     }
     if roc_png is not None:
-        result["roc_png"] = str(plot_roc(video_ids, labels, methods, probabilities, aggregate,
-                                         roc_png, title=f"{provenance.name} on {split}"))
+        result["roc_png"] = str(
+            plot_roc(
+                video_ids,
+                labels,
+                methods,
+                probabilities,
+                aggregate,
+                roc_png,
+                title=f"{provenance.name} on {split}",
+            )
+        )
     return result
 
 
@@ -187,13 +200,15 @@ def plot_roc(
     curves.insert(0, ("videos, all methods", video_ids, labels, fake_probabilities, True))
     for method in sorted({m for m, y in zip(methods, labels, strict=True) if y == 1}):
         keep = [y == 0 or m == method for m, y in zip(methods, labels, strict=True)]
-        curves.append((
-            f"videos, {method}",
-            [v for v, k in zip(video_ids, keep, strict=True) if k],
-            [y for y, k in zip(labels, keep, strict=True) if k],
-            [p for p, k in zip(fake_probabilities, keep, strict=True) if k],
-            True,
-        ))
+        curves.append(
+            (
+                f"videos, {method}",
+                [v for v, k in zip(video_ids, keep, strict=True) if k],
+                [y for y, k in zip(labels, keep, strict=True) if k],
+                [p for p, k in zip(fake_probabilities, keep, strict=True) if k],
+                True,
+            )
+        )
     plotted = 0
     for name, videos, ys, ps, per_video in curves:
         if per_video:

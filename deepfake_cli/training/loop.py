@@ -41,10 +41,10 @@ from deepfake_cli.training.checkpoint import (
     init_from_weights,
     load_imagenet_backbone,
     load_training_state,
+    rng_state,
     save_model_file,
     save_training_state,
     set_rng_state,
-    rng_state,
     state_path,
 )
 from deepfake_cli.training.config import STAGE_NAMES, TrainConfig, save_config
@@ -126,14 +126,27 @@ def _run(config: TrainConfig, runtime, resume: bool, console: Console) -> Traini
                 continue
             resume_state = state if state is not None and state["stage"] == stage else None
             result = train_stage(
-                config, stage, data, runtime, log, console,
-                resume_state=resume_state, epoch_offset=epoch_offset, result=result,
+                config,
+                stage,
+                data,
+                runtime,
+                log,
+                console,
+                resume_state=resume_state,
+                epoch_offset=epoch_offset,
+                result=result,
             )
             epoch_offset += stage_epochs
     finally:
         log.close()
-    say(f"done: {result.last}" + (f", best {BEST_METRIC} = {result.best_metric:.4f} in "
-                                   f"{result.best}" if result.best_metric is not None else ""))
+    say(
+        f"done: {result.last}"
+        + (
+            f", best {BEST_METRIC} = {result.best_metric:.4f} in {result.best}"
+            if result.best_metric is not None
+            else ""
+        )
+    )
     return result
 
 
@@ -180,7 +193,9 @@ def train_stage(
     # --- optimiser and schedule: fresh for every stage, as the authors -------------------------
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad],
-        lr=stage_config.lr, betas=stage_config.betas, weight_decay=stage_config.weight_decay,
+        lr=stage_config.lr,
+        betas=stage_config.betas,
+        weight_decay=stage_config.weight_decay,
     )
     scheduler = torch.optim.lr_scheduler.StepLR(
         optimizer, step_size=stage_config.lr_step_epochs, gamma=stage_config.lr_gamma
@@ -200,18 +215,31 @@ def train_stage(
         say(f"{STAGE_NAMES[stage]}: resuming after epoch {start_epoch} of {stage_config.epochs}")
 
     loss_weights = LossWeights(
-        cross_entropy=config.loss_ce, regional_independence=config.loss_ril,
-        agda_cross_entropy=config.loss_agda_ce, match=config.loss_match,
+        cross_entropy=config.loss_ce,
+        regional_independence=config.loss_ril,
+        agda_cross_entropy=config.loss_agda_ce,
+        match=config.loss_match,
     )
     train_transform = Transform(
-        input_size=config.model_input_size, mean=config.mean, std=config.std, train=True,
-        hflip=config.hflip, augment=config.augment, max_crop_slack=config.max_crop_slack,
+        input_size=config.model_input_size,
+        mean=config.mean,
+        std=config.std,
+        train=True,
+        hflip=config.hflip,
+        augment=config.augment,
+        max_crop_slack=config.max_crop_slack,
     )
     val_samples = _validation_samples(data, config)
-    preprocessing = config.preprocessing(model_input_margin(
-        data.stored_margin() or config.margin_ratio or 1.3, data.stored_side(),
-        config.model_input_size, config.max_crop_slack,
-    ))
+    if not val_samples:
+        say("[yellow]note: no 'val' split: no validation metrics and no best.safetensors[/yellow]")
+    preprocessing = config.preprocessing(
+        model_input_margin(
+            data.stored_margin() or config.margin_ratio or 1.3,
+            data.stored_side(),
+            config.model_input_size,
+            config.max_crop_slack,
+        )
+    )
 
     for epoch in range(start_epoch, stage_config.epochs):
         started = time.perf_counter()
@@ -219,9 +247,14 @@ def train_stage(
 
         # --- data: this epoch's frames per video, balanced and shuffled; this rank's shard
         plan = epoch_plan(
-            data.records, split="train", frames_per_video=config.frames_per_video, epoch=epoch,
-            seed=config.seed, self_blend=config.synthetic_fakes == "self-blend",
-            balance=not config.class_weighted, shuffle=True,
+            data.records,
+            split="train",
+            frames_per_video=config.frames_per_video,
+            epoch=epoch,
+            seed=config.seed,
+            self_blend=config.synthetic_fakes == "self-blend",
+            balance=not config.class_weighted,
+            shuffle=True,
         )
         step_options = {}
         if config.class_weighted:
@@ -229,14 +262,20 @@ def train_stage(
         positions = shard(len(plan), runtime.rank, runtime.world_size)
         loader = make_loader(
             CropDataset(data.records, plan, train_transform, seed=config.seed, epoch=epoch),
-            positions, batch_size=stage_config.batch_size, workers=config.workers,
+            positions,
+            batch_size=stage_config.batch_size,
+            workers=config.workers,
             # Equal batch counts on every rank (DDP), and no batch of one image (BatchNorm).
             drop_last=len(positions) >= stage_config.batch_size,
             pin_memory=device.type == "cuda",
         )
         lr = optimizer.param_groups[0]["lr"]
-        progress = EpochProgress(console, enabled=runtime.is_main, total=len(loader),
-                                 title=f"stage {stage} epoch {epoch + 1}/{stage_config.epochs}")
+        progress = EpochProgress(
+            console,
+            enabled=runtime.is_main,
+            total=len(loader),
+            title=f"stage {stage} epoch {epoch + 1}/{stage_config.epochs}",
+        )
 
         # --- forward, losses, backward, step
         model.train()
@@ -248,8 +287,14 @@ def train_stage(
                 images = images.contiguous(memory_format=torch.channels_last)
             labels = labels.to(device, non_blocking=True)
             with precision.autocast():
-                parts = mat_training_step(train_model, images, labels, weights=loss_weights,
-                                          use_agda=config.agda, **step_options)
+                parts = mat_training_step(
+                    train_model,
+                    images,
+                    labels,
+                    weights=loss_weights,
+                    use_agda=config.agda,
+                    **step_options,
+                )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(parts["loss"]).backward()
             scaler.step(optimizer)
@@ -260,8 +305,10 @@ def train_stage(
             for name in LOSS_PARTS:
                 if name in parts:
                     sums[name] = sums.get(name, 0.0) + float(parts[name].detach()) * batch
-            progress.advance({name: value / seen for name, value in sums.items()},
-                             images=batch * runtime.world_size)
+            progress.advance(
+                {name: value / seen for name, value in sums.items()},
+                images=batch * runtime.world_size,
+            )
         progress.close()
         train_seconds = time.perf_counter() - started
 
@@ -272,8 +319,7 @@ def train_stage(
         losses, images_total = distributed.mean_over_ranks(sums, seen, runtime)
 
         # --- validate: frame- and video-level AUC, accuracy, log-loss on the val split
-        val_metrics = _validate(model, data, val_samples, config, runtime, precision,
-                                channels_last)
+        val_metrics = _validate(model, data, val_samples, config, runtime, precision, channels_last)
         metric = val_metrics.get(BEST_METRIC)
         improved = metric is not None and (best_metric is None or metric > best_metric)
         if improved:
@@ -284,24 +330,38 @@ def train_stage(
         rngs = distributed.gather_objects(rng_state(), runtime)
         sync = _rank_digests(model, runtime)
         row = {
-            "stage": stage, "epoch": epoch + 1, "global_epoch": epoch_offset + epoch + 1,
-            "lr": lr, **losses, **val_metrics,
+            "stage": stage,
+            "epoch": epoch + 1,
+            "global_epoch": epoch_offset + epoch + 1,
+            "lr": lr,
+            **losses,
+            **val_metrics,
             "images_per_s": images_total / max(train_seconds, 1e-9),
-            "seconds": time.perf_counter() - started, "best": improved, **sync,
+            "seconds": time.perf_counter() - started,
+            "best": improved,
+            **sync,
         }
         if runtime.is_main:
             provenance = _provenance(config, data, stage, epoch, val_metrics)
-            weights = dict(preprocessing=preprocessing, provenance=provenance,
-                           training_config=config.to_dict())
+            weights = dict(
+                preprocessing=preprocessing, provenance=provenance, training_config=config.to_dict()
+            )
             result.last = save_model_file(model, out_dir / "last.safetensors", **weights)
             if improved:
                 result.best = save_model_file(model, out_dir / "best.safetensors", **weights)
                 result.best_metric = best_metric
             log.write(row)
             save_training_state(
-                result.run_dir, model=model, optimizer=optimizer, scheduler=scheduler,
-                scaler=scaler, stage=stage, epoch=epoch, best_metric=best_metric,
-                config=config.to_dict(), rng_states=rngs,
+                result.run_dir,
+                model=model,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                scaler=scaler,
+                stage=stage,
+                epoch=epoch,
+                best_metric=best_metric,
+                config=config.to_dict(),
+                rng_states=rngs,
             )
         result.history.append(row)
         say(_epoch_line(row))
@@ -342,26 +402,39 @@ def _validation_samples(data: FacesData, config: TrainConfig) -> list[Sample]:
     counts = data.count_videos("val")
     self_blend = config.synthetic_fakes == "self-blend" and counts[FAKE] == 0
     return epoch_plan(
-        data.records, split="val", frames_per_video=config.val_frames_per_video or 1 << 30,
-        epoch=0, seed=config.seed, self_blend=self_blend, balance=False, shuffle=False,
+        data.records,
+        split="val",
+        frames_per_video=config.val_frames_per_video or 1 << 30,
+        epoch=0,
+        seed=config.seed,
+        self_blend=self_blend,
+        balance=False,
+        shuffle=False,
     )
 
 
 def _validate(model, data, samples, config, runtime, precision, channels_last) -> dict:
     if not samples:
         return {}
-    transform = Transform(input_size=config.model_input_size, mean=config.mean, std=config.std,
-                          max_crop_slack=config.max_crop_slack)
+    transform = Transform(
+        input_size=config.model_input_size,
+        mean=config.mean,
+        std=config.std,
+        max_crop_slack=config.max_crop_slack,
+    )
     loader = make_loader(
         CropDataset(data.records, samples, transform, seed=config.seed),
         shard(len(samples), runtime.rank, runtime.world_size),
-        batch_size=config.eval_batch_size, workers=config.workers, drop_last=False,
+        batch_size=config.eval_batch_size,
+        workers=config.workers,
+        drop_last=False,
     )
-    positions, probabilities = predict(model, loader, runtime.device,
-                                       autocast_dtype=precision.dtype,
-                                       channels_last=channels_last)
+    positions, probabilities = predict(
+        model, loader, runtime.device, autocast_dtype=precision.dtype, channels_last=channels_last
+    )
     scores: dict[int, float] = {}
-    for part in distributed.gather_objects(list(zip(positions, probabilities)), runtime):
+    mine = list(zip(positions, probabilities, strict=True))
+    for part in distributed.gather_objects(mine, runtime):
         scores.update(part)  # the padding of the shards repeats a few positions: same scores
     order = sorted(scores)
     metrics = frame_and_video_metrics(
@@ -384,15 +457,19 @@ def _check_training_data(data: FacesData, config: TrainConfig) -> None:
         )
     if counts[REAL] == 0:
         raise UsageError(f"the train split of {data.root} has no real videos.")
-    if config.class_weighted and "class_weights" not in inspect.signature(
-        mat_training_step
-    ).parameters:
-        raise UsageError("--class-weighted is not available yet: the training step cannot "
-                         "weight its loss; leave it out to oversample instead.")
+    if (
+        config.class_weighted
+        and "class_weights" not in inspect.signature(mat_training_step).parameters
+    ):
+        raise UsageError(
+            "--class-weighted is not available yet: the training step cannot "
+            "weight its loss; leave it out to oversample instead."
+        )
 
 
-def _provenance(config: TrainConfig, data: FacesData, stage: int, epoch: int,
-                val_metrics: dict) -> Provenance:
+def _provenance(
+    config: TrainConfig, data: FacesData, stage: int, epoch: int, val_metrics: dict
+) -> Provenance:
     counts = data.count_videos("train")
     fakes = f"{counts[FAKE]} fake"
     if config.synthetic_fakes == "self-blend":
@@ -400,15 +477,22 @@ def _provenance(config: TrainConfig, data: FacesData, stage: int, epoch: int,
     stage_config = config.stage_config(stage)
     return Provenance(
         name=config.model_name(),
-        source=(f"trained by mattn train on {data.root.name}, {counts[REAL] + counts[FAKE]} "
-                f"videos ({counts[REAL]} real, {fakes})"),
+        source=(
+            f"trained by mattn train on {data.root.name}, {counts[REAL] + counts[FAKE]} "
+            f"videos ({counts[REAL]} real, {fakes})"
+        ),
         trained_on=data.describe(),
         demo=config.demo,
-        metrics={"stage": stage, "epoch": epoch + 1, **{
-            key: value for key, value in val_metrics.items() if value is not None}},
-        notes=(f"recipe {config.recipe}, {STAGE_NAMES[stage]}: epoch {epoch + 1} of "
-               f"{stage_config.epochs}, batch {stage_config.batch_size}, AdamW lr "
-               f"{stage_config.lr:g}, seed {config.seed}"),
+        metrics={
+            "stage": stage,
+            "epoch": epoch + 1,
+            **{key: value for key, value in val_metrics.items() if value is not None},
+        },
+        notes=(
+            f"recipe {config.recipe}, {STAGE_NAMES[stage]}: epoch {epoch + 1} of "
+            f"{stage_config.epochs}, batch {stage_config.batch_size}, AdamW lr "
+            f"{stage_config.lr:g}, seed {config.seed}"
+        ),
     )
 
 
@@ -505,9 +589,26 @@ def _epoch_line(row: dict) -> str:
 # --- logs: log.csv, log.jsonl, TensorBoard, the progress bar ------------------------------------
 
 LOG_COLUMNS = (
-    "stage", "epoch", "global_epoch", "lr", "loss", "ce", "ril", "agda_ce", "match",
-    "val_frame_auc", "val_video_auc", "val_frame_acc", "val_video_acc", "val_frame_log_loss",
-    "val_video_log_loss", "val_video_ap", "val_video_eer", "images_per_s", "seconds", "best",
+    "stage",
+    "epoch",
+    "global_epoch",
+    "lr",
+    "loss",
+    "ce",
+    "ril",
+    "agda_ce",
+    "match",
+    "val_frame_auc",
+    "val_video_auc",
+    "val_frame_acc",
+    "val_video_acc",
+    "val_frame_log_loss",
+    "val_video_log_loss",
+    "val_video_ap",
+    "val_video_eer",
+    "images_per_s",
+    "seconds",
+    "best",
 )
 
 
@@ -556,12 +657,15 @@ class RunLog:
             csv.DictWriter(handle, fieldnames=LOG_COLUMNS, extrasaction="ignore").writerow(row)
         if self.writer is not None:
             for name, value in row.items():
-                if name not in ("stage", "epoch", "global_epoch", "best") and isinstance(
-                    value, int | float
-                ) and value is not None:
+                if (
+                    name not in ("stage", "epoch", "global_epoch", "best")
+                    and isinstance(value, int | float)
+                    and value is not None
+                ):
                     group = "val" if name.startswith("val_") else "train"
-                    self.writer.add_scalar(f"{group}/{name.removeprefix('val_')}", value,
-                                           row["global_epoch"])
+                    self.writer.add_scalar(
+                        f"{group}/{name.removeprefix('val_')}", value, row["global_epoch"]
+                    )
             self.writer.flush()
 
     def close(self) -> None:
@@ -587,9 +691,13 @@ class EpochProgress:
         )
 
         self.bar = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
-            console=console, transient=True,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=console,
+            transient=True,
         )
         self.task = self.bar.add_task(title, total=total, status="")
         self.bar.start()
