@@ -38,24 +38,26 @@ def mat_training_step(
     weights: LossWeights | None = None,
     agda: AGDAConfig | None = None,
     use_agda: bool = True,
+    class_weights: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Forward passes and losses for one batch; the caller runs backward on `loss`.
 
     Returns the total `loss`, its parts (`ce`, `ril`, `agda_ce`, `match`), and the `logits`
     of the first pass. The model must be in train mode; RIL centres move with real samples.
+    `class_weights` (2,) weights the cross-entropies, an alternative to oversampling.
     """
     weights = weights or LossWeights()
     detector = _unwrap(model)
     if detector.config.variant == "backbone":
         logits = model(images)
-        loss = F.cross_entropy(logits, labels)
+        loss = F.cross_entropy(logits, labels, weight=class_weights)
         return {"loss": loss, "ce": loss.detach(), "logits": logits.detach()}
 
     features = detector.forward_features(images) if model is detector else None
     if features is None:
         # Under DDP the forward must go through the wrapper for gradient synchronisation.
         features = model(images, return_features=True)
-    ce = F.cross_entropy(features.logits, labels)
+    ce = F.cross_entropy(features.logits, labels, weight=class_weights)
     descriptors = regional_descriptors(features.low_freq, features.attention_maps)
     ril = detector.regional_loss(descriptors, labels, update_centers=True)
     parts = {"ce": ce, "ril": ril}
@@ -70,7 +72,7 @@ def mat_training_step(
             if model is detector
             else model(augmented, return_features=True)
         )
-        parts["agda_ce"] = F.cross_entropy(features_aug.logits, labels)
+        parts["agda_ce"] = F.cross_entropy(features_aug.logits, labels, weight=class_weights)
         descriptors_aug = regional_descriptors(features_aug.low_freq, features_aug.attention_maps)
         # As in the authors' code, the augmented pass moves the centres too (its RIL value is
         # not part of the total).

@@ -92,8 +92,13 @@ def save_weights(
     *,
     preprocessing: Preprocessing | None = None,
     provenance: Provenance | None = None,
+    extra_metadata: dict[str, str] | None = None,
 ) -> Path:
-    """Write `model` with its config, preprocessing and provenance (atomically)."""
+    """Write `model` with its config, preprocessing and provenance (atomically).
+
+    `extra_metadata` adds string entries (e.g. the resolved training config as JSON); it cannot
+    replace the entries mattn itself reads.
+    """
     config = model.config
     preprocessing = (
         preprocessing or getattr(model, "preprocessing", None) or default_preprocessing(config)
@@ -108,6 +113,10 @@ def save_weights(
         "provenance": dumps(provenance.to_dict()),
         "tensors_sha256": tensors_digest(state),
     }
+    for key, value in (extra_metadata or {}).items():
+        if key in metadata:
+            raise ValueError(f"extra metadata may not replace {key!r}")
+        metadata[key] = value
     atomic_write(Path(path), lambda temporary: save_file(state, str(temporary), metadata=metadata))
     return Path(path)
 

@@ -13,7 +13,6 @@ Also here: initialising a model from other weights (ImageNet, stage 1, `--init`)
 from __future__ import annotations
 
 import glob
-import inspect
 import json
 import random
 from pathlib import Path
@@ -127,11 +126,14 @@ def save_model_file(
     provenance: Provenance,
     training_config: dict[str, Any],
 ) -> Path:
-    """mattn weights with the training config in the metadata (when the weights module can)."""
-    extra = {}
-    if "extra_metadata" in inspect.signature(save_weights).parameters:
-        extra["extra_metadata"] = {"training_config": json.dumps(training_config, sort_keys=True)}
-    return save_weights(model, path, preprocessing=preprocessing, provenance=provenance, **extra)
+    """mattn weights with the resolved training config in the metadata."""
+    return save_weights(
+        model,
+        path,
+        preprocessing=preprocessing,
+        provenance=provenance,
+        extra_metadata={"training_config": json.dumps(training_config, sort_keys=True)},
+    )
 
 
 # --- initialisation ----------------------------------------------------------------------------

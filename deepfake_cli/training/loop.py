@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import inspect
 import json
 import os
 import random
@@ -457,14 +456,6 @@ def _check_training_data(data: FacesData, config: TrainConfig) -> None:
         )
     if counts[REAL] == 0:
         raise UsageError(f"the train split of {data.root} has no real videos.")
-    if (
-        config.class_weighted
-        and "class_weights" not in inspect.signature(mat_training_step).parameters
-    ):
-        raise UsageError(
-            "--class-weighted is not available yet: the training step cannot "
-            "weight its loss; leave it out to oversample instead."
-        )
 
 
 def _provenance(
