@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from deepfake_cli import __version__
-from deepfake_cli.errors import EXIT_ERROR, MattnError, UsageError
+from deepfake_cli.command_errors import user_errors
+from deepfake_cli.errors import EXIT_ERROR, UsageError
 from deepfake_cli.extract_command import extract_faces_command
 from deepfake_cli.report_command import report_command
 from deepfake_cli.training.commands import evaluate_command, train_command
@@ -32,27 +31,6 @@ app = typer.Typer(
 )
 weights_app = typer.Typer(help="Import and inspect model weights.", no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
-
-err_console = Console(stderr=True)
-
-
-def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a domain error into one sentence on stderr and its exit code: never a traceback."""
-
-    @wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except MattnError as error:
-            err_console.print(
-                f"mattn: {error.message}", markup=False, highlight=False, soft_wrap=True
-            )
-            raise typer.Exit(error.exit_code) from None
-        except KeyboardInterrupt:
-            err_console.print("mattn: interrupted.")
-            raise typer.Exit(130) from None
-
-    return wrapper
 
 
 def _version_callback(value: bool) -> None:

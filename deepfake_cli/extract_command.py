@@ -8,12 +8,13 @@ from typing import Annotated
 
 import typer
 
-from deepfake_cli.errors import MattnError
+from deepfake_cli.command_errors import user_errors
 
 # How many skipped videos the command names before pointing at summary.json.
 _SKIPPED_SHOWN = 5
 
 
+@user_errors
 def extract_faces_command(
     dataset: Annotated[
         Path,
@@ -107,33 +108,29 @@ def extract_faces_command(
     # Imported here so that `mattn --help` does not load torch and MTCNN.
     from deepfake_cli.extract import extract_faces
 
-    try:
-        summary = extract_faces(
-            dataset,
-            output,
-            layout=layout,
-            compression=compression,
-            splits_dir=splits_dir,
-            frames=frames,
-            every=every,
-            crop_size=crop_size,
-            margin_ratio=margin_ratio,
-            align=align,
-            image_format=image_format,
-            jpeg_quality=jpeg_quality,
-            workers=workers,
-            limit=limit,
-            val_fraction=val_fraction,
-            test_fraction=test_fraction,
-            seed=split_seed,
-            shard=shard,
-            device=device,
-            timeout_s=timeout_s,
-            progress=not quiet,
-        )
-    except MattnError as error:
-        print(f"mattn: {error.message}", file=sys.stderr)
-        raise typer.Exit(error.exit_code) from None
+    summary = extract_faces(
+        dataset,
+        output,
+        layout=layout,
+        compression=compression,
+        splits_dir=splits_dir,
+        frames=frames,
+        every=every,
+        crop_size=crop_size,
+        margin_ratio=margin_ratio,
+        align=align,
+        image_format=image_format,
+        jpeg_quality=jpeg_quality,
+        workers=workers,
+        limit=limit,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        seed=split_seed,
+        shard=shard,
+        device=device,
+        timeout_s=timeout_s,
+        progress=not quiet,
+    )
 
     if quiet:
         return

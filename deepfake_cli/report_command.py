@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from deepfake_cli.errors import EXIT_ERROR, EXIT_OK, MattnError, UsageError, WeightsError
+from deepfake_cli.command_errors import user_errors
+from deepfake_cli.errors import EXIT_ERROR, EXIT_OK, UsageError, WeightsError
 from deepfake_cli.results import STATUS_OK, VideoResult
 
 if TYPE_CHECKING:
@@ -129,6 +130,7 @@ def make_reports(
     return build_reports(results, output_dir, model=model, save_attention_dir=save_attention_dir)
 
 
+@user_errors
 def report_command(
     results: Annotated[
         Path,
@@ -161,13 +163,9 @@ def report_command(
     ] = "auto",
 ) -> None:
     """Write self-contained HTML reports (verdict, attention overlays, timelines) for a scan."""
-    try:
-        summary = make_reports(
-            results, output, weights=weights, save_attention_dir=save_attention, device=device
-        )
-    except MattnError as error:
-        print(f"mattn: {error.message}", file=sys.stderr)
-        raise typer.Exit(error.exit_code) from None
+    summary = make_reports(
+        results, output, weights=weights, save_attention_dir=save_attention, device=device
+    )
     print(f"Wrote {len(summary.pages)} video page(s) and {summary.index_path}.")
     if summary.attention_files:
         print(f"Wrote {len(summary.attention_files)} attention files to {save_attention}.")

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from deepfake_cli.errors import MattnError, UsageError
+from deepfake_cli.command_errors import user_errors
+from deepfake_cli.errors import UsageError
 
 TRAIN_EPILOG = (
     "Settings: defaults = the authors' recipe; a --config TOML file overrides them; options "
@@ -29,21 +28,7 @@ TRAIN_EPILOG = (
 )
 
 
-def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """A user error becomes one sentence on stderr and its exit code, never a traceback."""
-
-    @wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except MattnError as error:
-            Console(stderr=True).print(f"mattn: {error.message}", markup=False, highlight=False)
-            raise typer.Exit(error.exit_code) from None
-
-    return wrapper
-
-
-@_user_errors
+@user_errors
 def train_command(
     *,
     data: Annotated[
@@ -166,7 +151,7 @@ def train_command(
     run_training(settings, resume=resume)
 
 
-@_user_errors
+@user_errors
 def evaluate_command(
     *,
     data: Annotated[
