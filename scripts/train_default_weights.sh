@@ -6,7 +6,7 @@
 # 1. scripts/prepare_demo_data.py writes openly licensed real faces as short clips (carphone
 #    frames 0-59, Grace Hopper and Eileen Collins portraits; see scripts/demo_data/README.md);
 # 2. `mattn extract-faces` crops them (plain real/ folder layout, 30% of the clips held out as val);
-# 3. `mattn train` trains a small MAT (EfficientNet-B0, 128 px; settings in scripts/demo_train.toml)
+# 3. `mattn train` trains a small MAT (EfficientNet-B0, 64 px; settings in scripts/demo_train.toml)
 #    on real faces against self-blended fakes made on the fly, deterministically on the CPU;
 # 4. the best epoch by validation video AUC (real val clips vs their self-blends) is copied to
 #    weights/; its metrics are in its provenance (`mattn weights info`) and RUN/log.csv.
@@ -18,7 +18,7 @@ export OMP_WAIT_POLICY=PASSIVE
 
 python scripts/prepare_demo_data.py "$WORK/videos"
 mattn extract-faces "$WORK/videos" -o "$WORK/faces" --layout folders --frames 10 \
-  --crop-size 160 --val-fraction 0.3 --test-fraction 0 --quiet
+  --crop-size 80 --val-fraction 0.3 --test-fraction 0 --quiet
 mattn train --data "$WORK/faces" --out "$WORK/run" --recipe paper --device cpu \
   --config scripts/demo_train.toml
 cp "$WORK/run/best.safetensors" weights/mattn-demo-b0.safetensors

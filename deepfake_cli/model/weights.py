@@ -80,6 +80,10 @@ def atomic_write(path: Path, write) -> None:
     os.close(handle)
     try:
         write(Path(temporary))
+        # mkstemp makes the file private (0600); give it the mode a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -406,7 +410,7 @@ def import_and_save(
 #: The demo model shipped in the repository's `weights/` folder, and its sha256 (checked at
 #: load time, so a corrupted or swapped file is refused).
 DEFAULT_WEIGHTS_NAME = "mattn-demo-b0.safetensors"
-DEFAULT_WEIGHTS_SHA256 = ""
+DEFAULT_WEIGHTS_SHA256 = "34a3526a2c64c7ae2880135a7b28d4263905f085b15bf039d3c31909a57672cd"
 WEIGHTS_ENV = "MATTN_WEIGHTS"
 
 
@@ -427,7 +431,7 @@ def resolve_weights_path(weights: str | Path | None) -> Path:
             f"(a mattn .safetensors file or the authors' .pth), set {WEIGHTS_ENV}, or rebuild the "
             "default with scripts/train_default_weights.sh."
         )
-    if DEFAULT_WEIGHTS_SHA256 and file_sha256(bundled) != DEFAULT_WEIGHTS_SHA256:
+    if file_sha256(bundled) != DEFAULT_WEIGHTS_SHA256:
         raise WeightsError(
             f"The bundled weights {bundled} do not match their recorded sha256 (corrupted or "
             "replaced); restore them with `git checkout weights/` or pass --weights PATH."
