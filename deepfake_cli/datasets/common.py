@@ -8,22 +8,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-#: File name endings (compared case-insensitively) that are treated as videos.
-VIDEO_EXTENSIONS = frozenset(
-    {
-        ".mp4",
-        ".avi",
-        ".mov",
-        ".mkv",
-        ".webm",
-        ".m4v",
-        ".mpg",
-        ".mpeg",
-        ".wmv",
-        ".flv",
-        ".3gp",
-    }
-)
+# The one list of video file endings (compared case-insensitively), shared with scan.
+from deepfake_cli.video import VIDEO_EXTENSIONS
 
 SPLITS = ("train", "val", "test")
 
