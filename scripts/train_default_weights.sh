@@ -13,14 +13,19 @@
 # The examples in examples/ (carphone frames 60-119) are never used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+REPOSITORY="$(pwd)"
 WORK="${1:-$(mktemp -d)}"
+mkdir -p "$WORK"
 export OMP_WAIT_POLICY=PASSIVE
 
 python scripts/prepare_demo_data.py "$WORK/videos"
-mattn extract-faces "$WORK/videos" -o "$WORK/faces" --layout folders --frames 10 \
+# Relative paths from inside WORK: the training config recorded in the weights is then the same
+# wherever WORK is, so a rebuild gives a byte-identical file.
+cd "$WORK"
+mattn extract-faces videos -o faces --layout folders --frames 10 \
   --crop-size 80 --val-fraction 0.3 --test-fraction 0 --quiet
-mattn train --data "$WORK/faces" --out "$WORK/run" --recipe paper --device cpu \
-  --config scripts/demo_train.toml
-cp "$WORK/run/best.safetensors" weights/mattn-demo-b0.safetensors
-sha256sum weights/mattn-demo-b0.safetensors
-echo "work files in $WORK; update DEFAULT_WEIGHTS_SHA256 in deepfake_cli/model/weights.py"
+mattn train --data faces --out run --recipe paper --device cpu \
+  --config "$REPOSITORY/scripts/demo_train.toml"
+cp run/best.safetensors "$REPOSITORY/weights/mattn-demo-b0.safetensors"
+sha256sum "$REPOSITORY/weights/mattn-demo-b0.safetensors"
+echo "work files in $WORK; the sha256 must equal DEFAULT_WEIGHTS_SHA256 in deepfake_cli/model/weights.py"

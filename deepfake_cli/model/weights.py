@@ -410,7 +410,7 @@ def import_and_save(
 #: The demo model shipped in the repository's `weights/` folder, and its sha256 (checked at
 #: load time, so a corrupted or swapped file is refused).
 DEFAULT_WEIGHTS_NAME = "mattn-demo-b0.safetensors"
-DEFAULT_WEIGHTS_SHA256 = "34a3526a2c64c7ae2880135a7b28d4263905f085b15bf039d3c31909a57672cd"
+DEFAULT_WEIGHTS_SHA256 = "0a46518b6045cb36f133b31d660d4271bb1e97527bedddf74f6b837d0a298acb"
 WEIGHTS_ENV = "MATTN_WEIGHTS"
 
 
