@@ -20,23 +20,10 @@ from deepfake_cli.model.weights import load_detector, save_weights
 from deepfake_cli.training import evaluate as evaluate_module
 from deepfake_cli.training.commands import evaluate_command
 from deepfake_cli.training.metrics import binary_metrics, equal_error_rate
+from tests.test_training import MANIFEST_COLUMNS
 
-COLUMNS = (
-    "crop_path",
-    "video_path",
-    "video_id",
-    "label",
-    "method",
-    "compression",
-    "split",
-    "group",
-    "frame_index",
-    "time_s",
-    "person",
-    "box",
-    "landmarks",
-    "det_prob",
-)
+# The manifest columns training reads, written by the same test helpers' convention.
+COLUMNS = MANIFEST_COLUMNS
 
 # video_id: (label, method, split, fake probability of each of its frames)
 VIDEOS = {
