@@ -18,7 +18,7 @@ Models are loaded before any timing (both pipelines share them); each pipeline i
 one frame first; the three run in turn `--repeats` times and the best time of each is kept
 (on a shared machine other processes can only add time). OpenMP threads are told to sleep
 rather than spin while waiting, as `mattn scan` does (see
-`deepfake_cli.scan.prefer_passive_openmp`); both pipelines get that.
+`deepfake_cli.device.prefer_passive_openmp`); both pipelines get that.
 
 Peak RSS (VmHWM) is reported for the benchmark process (both pipelines and their models) and
 for mattn's decoding worker. `--long` also scans a 10-minute 16:9 clip (made at `--long-width`,
@@ -48,7 +48,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deepfake_cli.scan import prefer_passive_openmp
+from deepfake_cli.device import prefer_passive_openmp
 from deepfake_cli.video import FrameReader
 
 REPO = Path(__file__).resolve().parent.parent
@@ -275,13 +275,14 @@ LONG_SCAN_CHILD = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 from scan_throughput import children_peak_rss_mib, peak_rss_mib
-from deepfake_cli.scan import prefer_passive_openmp
+from deepfake_cli.device import prefer_passive_openmp
 from deepfake_cli.video import FrameReader
 prefer_passive_openmp()
 from deepfake_cli.faces import FaceDetector
 from deepfake_cli.model.weights import load_detector
 from deepfake_cli.scan import ScanOptions, VideoScanner
-from deepfake_cli.scoring import FaceScorer, resolve_device
+from deepfake_cli.device import resolve_device
+from deepfake_cli.scoring import FaceScorer
 from deepfake_cli.video import FrameReader
 video, weights, frames, device = sys.argv[2:6]
 device = resolve_device(device)
@@ -348,10 +349,11 @@ def main() -> None:
 def run(arguments: argparse.Namespace, work_folder: Path) -> None:
     import torch
 
+    from deepfake_cli.device import resolve_device
     from deepfake_cli.faces import FaceDetector
     from deepfake_cli.model.weights import load_detector
     from deepfake_cli.scan import ScanOptions, VideoScanner
-    from deepfake_cli.scoring import FaceScorer, resolve_device
+    from deepfake_cli.scoring import FaceScorer
 
     device = resolve_device(arguments.device)
     if arguments.video:

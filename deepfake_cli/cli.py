@@ -230,7 +230,7 @@ app.command("report")(report_command)
 def main() -> None:
     """Console-script entry point."""
     # Before anything imports torch: OpenMP threads that sleep instead of spinning (see there).
-    from deepfake_cli.scan import prefer_passive_openmp
+    from deepfake_cli.device import prefer_passive_openmp
 
     prefer_passive_openmp()
     try:

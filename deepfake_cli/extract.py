@@ -48,6 +48,7 @@ from deepfake_cli.crops import crop_face, landmarks_in_crop
 from deepfake_cli.datasets import SPLITS, VideoEntry, list_videos
 from deepfake_cli.errors import MattnError, UsageError
 from deepfake_cli.faces import Detection, FaceDetector, link_tracks
+from deepfake_cli.files import PendingFile, write_atomically
 from deepfake_cli.video import FrameReader, PendingFrames, SampledFrames
 
 #: Default crops are this much larger than the model's input, so training can random-crop (or
@@ -244,8 +245,8 @@ def extract_faces(
     if timeout_s is not None and not timeout_s > 0:
         raise UsageError(f"--timeout must be a positive number of seconds, got {timeout_s:g}.")
     # Imported here: scan and scoring pull in the model, which worker processes do not need.
-    from deepfake_cli.scan import parse_shard
-    from deepfake_cli.scoring import resolve_device
+    from deepfake_cli.device import resolve_device
+    from deepfake_cli.shards import parse_shard
 
     shard_index_count = parse_shard(shard)
     torch_device = resolve_device(device)
@@ -330,7 +331,7 @@ def extract_faces(
     )
     summary_path = output_dir / SUMMARY_NAME
     summary_text = json.dumps(summary_document, indent=2, ensure_ascii=False) + "\n"
-    _write_atomically(summary_path, summary_text.encode("utf-8"))
+    write_atomically(summary_path, summary_text.encode("utf-8"))
 
     return ExtractSummary(
         output_dir=output_dir,
@@ -402,7 +403,7 @@ def _plan(
     entries: Sequence[VideoEntry], *, shard: tuple[int, int] | None, limit: int | None
 ) -> _Plan:
     """Order videos so each original comes right before its fakes, then shard and limit."""
-    from deepfake_cli.scan import in_shard
+    from deepfake_cli.shards import in_shard
 
     entry_by_path = {entry.relative_path: entry for entry in entries}
 
@@ -728,7 +729,7 @@ def _write_crops_and_record(
                 align=settings.align,
             )
             crop_name = f"{person}_{frame_index}.{settings.image_format}"
-            _write_atomically(crop_folder / crop_name, _encode_image(crop, settings))
+            write_atomically(crop_folder / crop_name, _encode_image(crop, settings))
             crop_landmarks = None
             if detection.landmarks is not None:
                 crop_landmarks = landmarks_in_crop(
@@ -778,7 +779,7 @@ def _write_crops_and_record(
         "crops": crop_rows,
     }
     # Written last: its presence means every crop above is complete on disk.
-    _write_atomically(
+    write_atomically(
         done_record_path(output_dir, task.video_id),
         json.dumps(record, separators=(",", ":")).encode("utf-8"),
     )
@@ -829,22 +830,6 @@ def _encode_image(crop_rgb: np.ndarray, settings: CropSettings) -> bytes:
     return encoded.tobytes()
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: readers see all or nothing.
-
-    A rename within a folder is atomic, so a process killed mid-write leaves at most a stray
-    `.tmp` file, never a truncated crop or record. (No fsync: this guards against the process
-    dying, not against the machine losing power.)
-    """
-    temporary_path = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary_path, "wb") as temporary_file:
-            temporary_file.write(data)
-        os.replace(temporary_path, path)
-    except OSError as error:
-        raise MattnError(f"Cannot write {path}: {error.strerror or error}.") from error
-
-
 def _format_numbers(values: Sequence[float]) -> str:
     """Space-separated, one decimal; -0.0 is written 0.0 so equal crops give equal text."""
     texts = []
@@ -874,49 +859,47 @@ def _write_manifest(
     settings = run_options.settings
     fingerprint = settings.fingerprint()
     crops_per_video: dict[str, int] = {}
-    temporary_path = manifest_path.with_name(f".{manifest_path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary_path, "w", newline="", encoding="utf-8") as manifest_file:
-            writer = csv.writer(manifest_file, lineterminator="\n")
-            writer.writerow(MANIFEST_COLUMNS)
-            done_entries = [entry for entry in entries if entry.video_id in done_ids]
-            for entry in sorted(done_entries, key=lambda entry: entry.video_id):
-                record = _read_record(run_options.output_dir, entry, fingerprint)
-                if record is None:
-                    raise MattnError(
-                        f"The done-record of {entry.relative_path} disappeared during the run; "
-                        f"run the same command again to redo that video."
-                    )
-                crop_rows = sorted(
-                    record["crops"],
-                    key=lambda crop_row: (int(crop_row["person"]), int(crop_row["frame_index"])),
+    with (
+        PendingFile(manifest_path) as pending,
+        open(pending.temporary, "w", newline="", encoding="utf-8") as manifest_file,
+    ):
+        writer = csv.writer(manifest_file, lineterminator="\n")
+        writer.writerow(MANIFEST_COLUMNS)
+        done_entries = [entry for entry in entries if entry.video_id in done_ids]
+        for entry in sorted(done_entries, key=lambda entry: entry.video_id):
+            record = _read_record(run_options.output_dir, entry, fingerprint)
+            if record is None:
+                raise MattnError(
+                    f"The done-record of {entry.relative_path} disappeared during the run; "
+                    f"run the same command again to redo that video."
                 )
-                for crop_row in crop_rows:
-                    writer.writerow(
-                        [
-                            crop_row["crop_path"],
-                            entry.relative_path,
-                            entry.video_id,
-                            entry.label,
-                            entry.method,
-                            entry.compression,
-                            entry.split,
-                            entry.group,
-                            crop_row["frame_index"],
-                            crop_row["time_s"],
-                            crop_row["person"],
-                            crop_row["box"],
-                            crop_row["landmarks"],
-                            crop_row["det_prob"],
-                            crop_row["boxes_from"],
-                            settings.crop_size,
-                            f"{settings.margin_ratio:g}",
-                        ]
-                    )
-                crops_per_video[entry.video_id] = len(crop_rows)
-        os.replace(temporary_path, manifest_path)
-    except OSError as error:
-        raise MattnError(f"Cannot write {manifest_path}: {error.strerror or error}.") from error
+            crop_rows = sorted(
+                record["crops"],
+                key=lambda crop_row: (int(crop_row["person"]), int(crop_row["frame_index"])),
+            )
+            for crop_row in crop_rows:
+                writer.writerow(
+                    [
+                        crop_row["crop_path"],
+                        entry.relative_path,
+                        entry.video_id,
+                        entry.label,
+                        entry.method,
+                        entry.compression,
+                        entry.split,
+                        entry.group,
+                        crop_row["frame_index"],
+                        crop_row["time_s"],
+                        crop_row["person"],
+                        crop_row["box"],
+                        crop_row["landmarks"],
+                        crop_row["det_prob"],
+                        crop_row["boxes_from"],
+                        settings.crop_size,
+                        f"{settings.margin_ratio:g}",
+                    ]
+                )
+            crops_per_video[entry.video_id] = len(crop_rows)
     return crops_per_video
 
 

@@ -120,9 +120,9 @@ def make_reports(
     device: str = "auto",
 ) -> ReportSummary:
     """Read a finished scan's results and write its HTML reports (see `write_reports`)."""
+    from deepfake_cli.device import resolve_device
     from deepfake_cli.model.weights import load_detector
     from deepfake_cli.report.html import build_reports
-    from deepfake_cli.scoring import resolve_device
 
     results = load_scan_results(results_path)
     weights_path = choose_weights(results, weights)

@@ -13,9 +13,7 @@ torch-backed stages (faces, crops, scoring) are imported where they are first us
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -26,8 +24,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from deepfake_cli.aggregate import check_strategy, video_verdict
+from deepfake_cli.device import prefer_passive_openmp, resolve_device
 from deepfake_cli.errors import MattnError, UsageError
 from deepfake_cli.results import FaceScore, FrameRecord, ModelInfo, VideoResult
+from deepfake_cli.shards import in_shard, parse_shard
 from deepfake_cli.video import VIDEO_EXTENSIONS, FrameReader, SampledFrames
 
 if TYPE_CHECKING:
@@ -273,29 +273,6 @@ def _matches(path: Path, glob: str | None) -> bool:
     return path.suffix.lower() in VIDEO_EXTENSIONS
 
 
-def parse_shard(shard: str | None) -> tuple[int, int] | None:
-    """`K/N` (1 <= K <= N) -> (K, N)."""
-    if shard is None:
-        return None
-    try:
-        index_text, count_text = shard.split("/")
-        index, count = int(index_text), int(count_text)
-    except ValueError:
-        raise UsageError(f"--shard {shard!r} is not of the form K/N (for example 1/4).") from None
-    if not 1 <= index <= count:
-        raise UsageError(f"--shard {shard}: K must be between 1 and N.")
-    return index, count
-
-
-def in_shard(path: str, shard: tuple[int, int] | None) -> bool:
-    """Deterministic slice by a hash of the path: stable across machines and corpus growth."""
-    if shard is None:
-        return True
-    index, count = shard
-    digest = hashlib.sha1(path.encode("utf-8", "surrogateescape")).digest()
-    return int.from_bytes(digest[:8], "big") % count == index - 1
-
-
 def missing_file_reason(path: str) -> str | None:
     """A sentence for inputs that are not files at all, decided before decoding."""
     candidate = Path(path)
@@ -357,19 +334,6 @@ class ScanRequest:
         return self.options.details
 
 
-def prefer_passive_openmp() -> None:
-    """Make OpenMP threads sleep, not spin, while they wait for work (unless the user chose).
-
-    libgomp's threads busy-wait between parallel regions by default. The scan runs a decoding
-    worker process beside torch, and between the detector's operations Python code runs on one
-    thread; spinning threads take those cores. On a busy 2-core machine scoring was 5-20x
-    slower with spinning threads. OpenMP reads the setting once, when torch loads it, so this
-    only has an effect before torch is imported (the CLI's case).
-    """
-    if "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
 def run_scan(request: ScanRequest) -> int:
     """Scan every input and write the results; returns the exit code (0, 1 or 2)."""
     prefer_passive_openmp()
@@ -380,7 +344,7 @@ def run_scan(request: ScanRequest) -> int:
     from deepfake_cli.faces import FaceDetector
     from deepfake_cli.model.weights import load_detector, resolve_weights_path
     from deepfake_cli.report import ScanProgress, completed_paths, open_sink, read_results
-    from deepfake_cli.scoring import FaceScorer, check_scoring_options, resolve_device
+    from deepfake_cli.scoring import FaceScorer, check_scoring_options
 
     if request.save_attention_dir is not None and request.report_dir is None:
         raise UsageError("--save-attention needs --report DIR.")

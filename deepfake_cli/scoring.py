@@ -27,35 +27,6 @@ BF16_TOLERANCE = 0.01
 DEFAULT_BATCH_SIZE = {"cpu": 2, "cuda": 64, "mps": 16}
 
 
-def resolve_device(spec: str = "auto") -> torch.device:
-    """`auto`, `cpu`, `cuda`, `cuda:i` or `mps` -> a torch device that exists here."""
-    spec = spec.strip().lower()
-    if spec == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError:
-        raise UsageError(f"Unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps.") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError("--device cuda was asked for but no CUDA GPU is available.")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UsageError(
-                f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) are present."
-            )
-    elif device.type == "mps" and not (
-        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
-    ):
-        raise UsageError("--device mps was asked for but MPS is not available.")
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise UsageError(f"Unsupported device {spec!r}; use auto, cpu, cuda, cuda:N or mps.")
-    return device
-
-
 def check_scoring_options(device: torch.device, precision: str, batch_size: int | None) -> None:
     """UsageError for a precision or batch size that cannot work on `device`."""
     if precision not in PRECISIONS:

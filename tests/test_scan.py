@@ -35,11 +35,10 @@ from deepfake_cli.scan import (
     ScanOptions,
     VideoScanner,
     expand_inputs,
-    in_shard,
-    parse_shard,
     scan_batch,
 )
 from deepfake_cli.scoring import FaceScorer
+from deepfake_cli.shards import in_shard, parse_shard
 from deepfake_cli.video import FrameReader, read_frames, sample_frame_indices
 
 DATA = Path(__file__).parent / "data"

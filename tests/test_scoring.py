@@ -10,10 +10,11 @@ import torch
 
 from deepfake_cli import scoring
 from deepfake_cli.crops import normalize_crops
+from deepfake_cli.device import resolve_device
 from deepfake_cli.errors import UsageError
 from deepfake_cli.model import MATConfig, Preprocessing, build_detector, fake_probabilities
 from deepfake_cli.model.mat import MATDetector
-from deepfake_cli.scoring import FaceScorer, check_scoring_options, resolve_device
+from deepfake_cli.scoring import FaceScorer, check_scoring_options
 
 CROP_SIZE = 64
 NUM_CROPS = 10

@@ -27,6 +27,7 @@ from deepfake_cli.errors import UsageError
 from deepfake_cli.model.config import MATConfig
 from deepfake_cli.model.mat import MATDetector
 from deepfake_cli.model.weights import read_weights_info, save_weights
+from deepfake_cli.shards import rank_positions
 from deepfake_cli.training import loop
 from deepfake_cli.training.checkpoint import init_from_weights, load_training_state
 from deepfake_cli.training.config import (
@@ -41,7 +42,6 @@ from deepfake_cli.training.data import (
     Transform,
     epoch_plan,
     read_manifest,
-    shard,
     spread_frames,
 )
 
@@ -277,9 +277,9 @@ def test_epoch_plan_balances_shuffles_and_is_deterministic(tmp_path):
 
 
 def test_shard_pads_like_distributed_sampler():
-    shards = [shard(7, rank, 2) for rank in range(2)]
+    shards = [rank_positions(7, rank, 2) for rank in range(2)]
     assert shards == [[0, 2, 4, 6], [1, 3, 5, 0]]
-    assert shard(5, 0, 1) == [0, 1, 2, 3, 4]
+    assert rank_positions(5, 0, 1) == [0, 1, 2, 3, 4]
 
 
 def test_crop_dataset_items_depend_only_on_seed_epoch_and_position(tmp_path):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from deepfake_cli.errors import WeightsError
+from deepfake_cli.files import PendingFile
 from deepfake_cli.model.config import (
     NATIVE_INPUT_SIZE,
     MATConfig,
@@ -72,24 +72,6 @@ def tensors_digest(state_dict: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call `write(temporary_path)`, then rename onto `path`: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        # mkstemp makes the file private (0600); give it the mode a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def save_weights(
     model: MATDetector,
     path: str | Path,
@@ -121,7 +103,9 @@ def save_weights(
         if key in metadata:
             raise ValueError(f"extra metadata may not replace {key!r}")
         metadata[key] = value
-    atomic_write(Path(path), lambda temporary: save_file(state, str(temporary), metadata=metadata))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with PendingFile(path) as pending:
+        save_file(state, str(pending.temporary), metadata=metadata)
     return Path(path)
 
 

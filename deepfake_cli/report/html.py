@@ -18,9 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-import os
 import re
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +29,7 @@ from urllib.parse import quote
 
 from deepfake_cli import __version__
 from deepfake_cli.errors import UsageError
+from deepfake_cli.files import write_atomically
 from deepfake_cli.report.evidence import (
     FaceEvidence,
     PersonEvidence,
@@ -107,24 +106,6 @@ def _percent(probability: float | None) -> str:
 
 def _seconds(value_s: float) -> str:
     return f"{value_s:.2f} s"
-
-
-def _write_text_atomically(path: Path, content: str) -> None:
-    """Write a page to a temporary file beside it, then rename: never a half-written page."""
-    try:
-        descriptor, temporary = tempfile.mkstemp(
-            prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-        )
-    except OSError as error:
-        raise UsageError(f"Cannot write {path}: {error.strerror or error}.") from None
-    try:
-        with open(descriptor, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(content)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 # --- the shared page skeleton -----------------------------------------------------------------
@@ -676,7 +657,7 @@ def build_reports(
             evidence, provenance=provenance if same_model else None, align=align
         )
         page_path = output_dir / name
-        _write_text_atomically(page_path, page)
+        write_atomically(page_path, page)
         summary.pages.append(page_path)
         if evidence.crops_problem:
             summary.problems.append(evidence.crops_problem)
@@ -685,7 +666,7 @@ def build_reports(
                 evidence, Path(save_attention_dir) / name.removesuffix(".html")
             )
         entries.append(IndexEntry(result=result, page=name, problem=evidence.crops_problem))
-    _write_text_atomically(summary.index_path, render_index(entries))
+    write_atomically(summary.index_path, render_index(entries))
     return summary
 
 

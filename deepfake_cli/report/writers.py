@@ -23,13 +23,11 @@ characters are written backslash-escaped so the file stays valid UTF-8.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
@@ -37,6 +35,7 @@ from typing import Any, TextIO
 from rich.console import Console
 
 from deepfake_cli.errors import UsageError
+from deepfake_cli.files import PendingFile, write_atomically
 from deepfake_cli.report.table import render_table
 from deepfake_cli.results import VideoResult
 
@@ -105,55 +104,6 @@ def _csv_row(result: VideoResult) -> list[str]:
     # A path that is not valid UTF-8 (lone surrogates) would make any UTF-8 writer fail
     # mid-scan; show those bytes as backslash escapes instead.
     return [cell.encode("utf-8", "backslashreplace").decode("utf-8") for cell in cells]
-
-
-def _new_file_mode(existing: Path) -> int:
-    """Permissions for a file replacing `existing`: its own, or what `open` would give."""
-    try:
-        return existing.stat().st_mode & 0o777
-    except OSError:
-        # os.umask can only be read by setting it; set it straight back.
-        umask = os.umask(0o022)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
-def _open_temporary_beside(output: Path) -> tuple[int, Path]:
-    """A new temporary file in output's folder, so os.replace onto output is atomic."""
-    try:
-        descriptor, temporary_name = tempfile.mkstemp(
-            prefix=f".{output.name}.", suffix=".tmp", dir=output.parent
-        )
-    except OSError as error:
-        raise UsageError(f"Cannot write to {output}: {error.strerror or error}.") from error
-    # mkstemp makes a 0600 file; the output should get the permissions a plain write would give.
-    os.chmod(temporary_name, _new_file_mode(output))
-    return descriptor, Path(temporary_name)
-
-
-def _commit(temporary: Path, output: Path) -> None:
-    """fsync the temporary file's data, then put it in place of `output` in one step."""
-    with open(temporary, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary, output)
-    # Make the rename itself durable; not every platform can open a directory.
-    with contextlib.suppress(OSError):
-        directory = os.open(output.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-
-
-def _write_atomically(output: Path, text: str) -> None:
-    descriptor, temporary = _open_temporary_beside(output)
-    try:
-        with open(descriptor, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        _commit(temporary, output)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def _drop_partial_last_line(descriptor: int) -> None:
@@ -356,7 +306,7 @@ class JsonSink(ResultSink):
             self.stream.flush()
         else:
             text = json.dumps(self._objects, indent=2, ensure_ascii=False)
-            _write_atomically(self.output, _escape_surrogates(text) + "\n")
+            write_atomically(self.output, _escape_surrogates(text) + "\n", durable=True)
 
     def _abort(self) -> None:
         self._objects.clear()
@@ -368,14 +318,14 @@ class CsvSink(ResultSink):
     def __init__(self, output: Path | None, stream: TextIO) -> None:
         super().__init__()
         self.output = output
-        self._temporary: Path | None = None
+        self._pending: PendingFile | None = None
         if output is None:
             self._handle: TextIO = stream
         else:
-            descriptor, self._temporary = _open_temporary_beside(output)
+            self._pending = PendingFile(output, durable=True)
             # newline="": the csv module writes its own \r\n line ends (RFC 4180).
             self._handle = open(  # noqa: SIM115 - closed in _close/_abort
-                descriptor, "w", encoding="utf-8", newline=""
+                self._pending.temporary, "w", encoding="utf-8", newline=""
             )
         self._writer = csv.writer(self._handle)
         self._writer.writerow(CSV_COLUMNS)
@@ -386,19 +336,15 @@ class CsvSink(ResultSink):
         self._handle.flush()
 
     def _close(self) -> None:
-        if self.output is None or self._temporary is None:
+        if self._pending is None:
             return
         self._handle.close()
-        try:
-            _commit(self._temporary, self.output)
-        except BaseException:
-            self._temporary.unlink(missing_ok=True)
-            raise
+        self._pending.commit()
 
     def _abort(self) -> None:
-        if self._temporary is not None:
+        if self._pending is not None:
             self._handle.close()
-            self._temporary.unlink(missing_ok=True)
+            self._pending.discard()
 
 
 class TableSink(ResultSink):
@@ -423,7 +369,7 @@ class TableSink(ResultSink):
         # A file gets plain text: no colours, no terminal width to follow.
         file_console = Console(file=buffer, width=TABLE_FILE_WIDTH, no_color=True)
         render_table(self._results, file_console)
-        _write_atomically(self.output, buffer.getvalue())
+        write_atomically(self.output, buffer.getvalue(), durable=True)
 
     def _abort(self) -> None:
         self._results.clear()

@@ -23,9 +23,10 @@ import torch
 from torch import nn
 
 from deepfake_cli.errors import UsageError, WeightsError
+from deepfake_cli.files import PendingFile
 from deepfake_cli.model.config import Preprocessing, Provenance
 from deepfake_cli.model.mat import MATDetector
-from deepfake_cli.model.weights import atomic_write, load_detector, save_weights
+from deepfake_cli.model.weights import load_detector, save_weights
 
 STATE_FOLDER = "state"
 STATE_FILE = "training_state.pt"
@@ -95,7 +96,9 @@ def save_training_state(
         "rng": rng_states,  # one entry per rank
     }
     path = state_path(run_dir)
-    atomic_write(path, lambda temporary: torch.save(state, temporary))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with PendingFile(path) as pending:
+        torch.save(state, pending.temporary)
     return path
 
 

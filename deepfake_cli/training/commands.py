@@ -192,9 +192,9 @@ def evaluate_command(
     )
     text = json.dumps(report, indent=2, allow_nan=False)
     if output is not None:
-        from deepfake_cli.model.weights import atomic_write
+        from deepfake_cli.files import write_atomically
 
-        atomic_write(output, lambda temporary: Path(temporary).write_text(text + "\n"))
+        write_atomically(output, text + "\n")
     if output_format == "json":
         print(text)
     else:

@@ -382,11 +382,11 @@ def _toml_value(value: Any) -> str:
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:
-    from deepfake_cli.model.weights import atomic_write
+    from deepfake_cli.files import write_atomically
 
     text = "# Resolved settings of this run (mattn train). Reuse with --config.\n"
     text += to_toml(config.to_dict())
-    atomic_write(Path(path), lambda temporary: Path(temporary).write_text(text))
+    write_atomically(path, text)
 
 
 def load_saved_config(run_dir: str | Path) -> dict[str, Any] | None:

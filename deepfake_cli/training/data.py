@@ -222,15 +222,6 @@ def class_weights(samples: Sequence[Sample], records: Sequence[CropRecord]) -> t
     return torch.tensor([total / (2 * max(counts[label], 1)) for label in (REAL, FAKE)])
 
 
-def shard(num_items: int, rank: int, world_size: int) -> list[int]:
-    """This rank's positions, padded like DistributedSampler so every rank gets as many."""
-    positions = list(range(num_items))
-    if world_size > 1 and num_items:
-        padded = -(-num_items // world_size) * world_size
-        positions += positions[: padded - num_items]
-    return positions[rank::world_size]
-
-
 # --- from a crop file to a tensor ------------------------------------------------------------
 
 

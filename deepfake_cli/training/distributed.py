@@ -18,6 +18,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from deepfake_cli.device import resolve_device
 from deepfake_cli.errors import UsageError
 
 
@@ -42,38 +43,6 @@ class Runtime:
 
 def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
-
-
-def resolve_device(option: str, local_rank: int = 0) -> torch.device:
-    """'auto' | 'cpu' | 'cuda' | 'cuda:i' | 'mps' -> a device that exists, or a UsageError."""
-    option = option.strip().lower()
-    if option == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if option == "cpu":
-        return torch.device("cpu")
-    if option.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {option}: CUDA is not available on this machine.")
-        if option == "cuda":
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
-        try:
-            device = torch.device(option)
-        except RuntimeError:
-            raise UsageError(f"--device {option}: use cuda:0, cuda:1, ...") from None
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UsageError(
-                f"--device {option}: this machine has {torch.cuda.device_count()} CUDA device(s)."
-            )
-        return device
-    if option == "mps":
-        if not torch.backends.mps.is_available():
-            raise UsageError("--device mps: Apple's Metal backend is not available here.")
-        return torch.device("mps")
-    raise UsageError(f"unknown --device {option!r}; use auto, cpu, cuda, cuda:N or mps.")
 
 
 def setup(device_option: str) -> Runtime:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from deepfake_cli.aggregate import STRATEGIES
+from deepfake_cli.device import resolve_device
 from deepfake_cli.errors import UsageError
 from deepfake_cli.model.mat import fake_probabilities
 from deepfake_cli.model.weights import load_detector
@@ -27,7 +28,6 @@ from deepfake_cli.training.data import (
     make_loader,
     read_manifest,
 )
-from deepfake_cli.training.distributed import resolve_device
 
 
 @torch.no_grad()

@@ -34,6 +34,7 @@ from deepfake_cli.errors import UsageError
 from deepfake_cli.model.config import Provenance
 from deepfake_cli.model.mat import MATDetector
 from deepfake_cli.model.step import LossWeights, mat_training_step
+from deepfake_cli.shards import rank_positions
 from deepfake_cli.training import distributed
 from deepfake_cli.training.checkpoint import (
     find_imagenet_weights,
@@ -58,7 +59,6 @@ from deepfake_cli.training.data import (
     epoch_plan,
     make_loader,
     model_input_margin,
-    shard,
 )
 from deepfake_cli.training.evaluate import predict
 from deepfake_cli.training.metrics import flatten, frame_and_video_metrics
@@ -258,7 +258,7 @@ def train_stage(
         step_options = {}
         if config.class_weighted:
             step_options["class_weights"] = class_weights(plan, data.records).to(device)
-        positions = shard(len(plan), runtime.rank, runtime.world_size)
+        positions = rank_positions(len(plan), runtime.rank, runtime.world_size)
         loader = make_loader(
             CropDataset(data.records, plan, train_transform, seed=config.seed, epoch=epoch),
             positions,
@@ -423,7 +423,7 @@ def _validate(model, data, samples, config, runtime, precision, channels_last) -
     )
     loader = make_loader(
         CropDataset(data.records, samples, transform, seed=config.seed),
-        shard(len(samples), runtime.rank, runtime.world_size),
+        rank_positions(len(samples), runtime.rank, runtime.world_size),
         batch_size=config.eval_batch_size,
         workers=config.workers,
         drop_last=False,
