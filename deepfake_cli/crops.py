@@ -14,16 +14,23 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import torch
 
+from deepfake_cli.model.config import DEFAULT_MARGIN_RATIO
+
+if TYPE_CHECKING:
+    from deepfake_cli.faces import Track
+
 BoxXYXY = Sequence[float]
 
 
 def square_crop_box(
-    box_xyxy: BoxXYXY, margin_ratio: float = 1.3
+    box_xyxy: BoxXYXY, margin_ratio: float = DEFAULT_MARGIN_RATIO
 ) -> tuple[float, float, float, float]:
     """Square box centred on `box_xyxy`, of side `margin_ratio` times its longer side."""
     if margin_ratio <= 0:
@@ -56,7 +63,7 @@ def crop_face(
     box_xyxy: BoxXYXY,
     *,
     size: int,
-    margin_ratio: float = 1.3,
+    margin_ratio: float = DEFAULT_MARGIN_RATIO,
     landmarks: Sequence[Sequence[float]] | None = None,
     align: bool = False,
 ) -> np.ndarray:
@@ -164,12 +171,56 @@ def _crop_rotated(
     )
 
 
+@dataclass(frozen=True)
+class TrackCrops:
+    """Every (person, frame) crop of a set of tracks, in track order then frame order."""
+
+    # (N, size, size, 3) uint8 RGB, one row per key.
+    crops: np.ndarray
+    # (person_id, frame position among the sampled frames) of each crop.
+    keys: list[tuple[int, int]]
+
+
+def crop_tracks(
+    frames: Sequence[np.ndarray],
+    tracks: Sequence[Track],
+    *,
+    size: int,
+    margin_ratio: float = DEFAULT_MARGIN_RATIO,
+    align: bool = False,
+) -> TrackCrops:
+    """`crop_face` for every detection of every track: the loop scan, extract and report share.
+
+    `frames[position]` is the frame a track's `detections[position]` was found in. Detections
+    without landmarks are cropped upright even when `align` is asked for (a report rebuilt from
+    results, which keep boxes only).
+    """
+    keys: list[tuple[int, int]] = []
+    crops: list[np.ndarray] = []
+    for track in tracks:
+        for position in track.frame_positions:
+            detection = track.detections[position]
+            crops.append(
+                crop_face(
+                    frames[position],
+                    detection.box_xyxy,
+                    size=size,
+                    margin_ratio=margin_ratio,
+                    landmarks=detection.landmarks,
+                    align=align and detection.landmarks is not None,
+                )
+            )
+            keys.append((track.person_id, position))
+    stacked = np.stack(crops) if crops else np.zeros((0, size, size, 3), dtype=np.uint8)
+    return TrackCrops(crops=stacked, keys=keys)
+
+
 def landmarks_in_crop(
     landmarks: Sequence[Sequence[float]],
     box_xyxy: BoxXYXY,
     *,
     size: int,
-    margin_ratio: float = 1.3,
+    margin_ratio: float = DEFAULT_MARGIN_RATIO,
     align: bool = False,
 ) -> tuple[tuple[float, float], ...]:
     """Where frame points (e.g. MTCNN's 5 landmarks) land in `crop_face`'s output, in its pixels.

@@ -21,8 +21,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from deepfake_cli.aggregate import check_strategy, video_verdict
 from deepfake_cli.device import prefer_passive_openmp, resolve_device
 from deepfake_cli.errors import MattnError, UsageError
@@ -103,31 +101,23 @@ class VideoScanner:
 
     def judge(self, path: str, sampled: SampledFrames, started: float) -> VideoResult:
         """Faces, crops, scores and verdict for frames already decoded."""
-        from deepfake_cli.crops import crop_face
+        from deepfake_cli.crops import crop_tracks
         from deepfake_cli.faces import link_tracks
 
         options = self.options
         detections = self.face_detector.detect(sampled.frames)
         tracks = link_tracks(detections, max_faces=options.max_faces)
         # One crop per (person, frame) with the crop function training uses.
-        keys: list[tuple[int, int]] = []  # (person_id, frame position)
-        crops = []
-        for track in tracks:
-            for position in track.frame_positions:
-                detection = track.detections[position]
-                crops.append(
-                    crop_face(
-                        sampled.frames[position],
-                        detection.box_xyxy,
-                        size=self.crop_size,
-                        margin_ratio=self.margin_ratio,
-                        landmarks=detection.landmarks,
-                        align=self.align,
-                    )
-                )
-                keys.append((track.person_id, position))
+        track_crops = crop_tracks(
+            sampled.frames,
+            tracks,
+            size=self.crop_size,
+            margin_ratio=self.margin_ratio,
+            align=self.align,
+        )
+        keys = track_crops.keys  # (person_id, frame position)
         frames_record = None
-        if not crops:
+        if not keys:
             if options.details:
                 frames_record = [
                     FrameRecord(index=index, time_s=time_s, faces=[])
@@ -141,7 +131,7 @@ class VideoScanner:
                 seconds=time.perf_counter() - started,
                 frames=frames_record,
             )
-        fake_probability = self.scorer.score(np.stack(crops))  # (num_crops,)
+        fake_probability = self.scorer.score(track_crops.crops)  # (num_crops,)
 
         per_person: dict[int, list[float]] = {}
         for (person_id, _position), probability in zip(keys, fake_probability, strict=True):

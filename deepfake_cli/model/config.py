@@ -93,6 +93,11 @@ class MATConfig:
         return cls(**values)
 
 
+#: The crop margin of FaceForensics++ and of mattn's own models: the default everywhere a
+#: margin is not read from the weights or a faces folder.
+DEFAULT_MARGIN_RATIO = 1.3
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """What a face crop must look like before it reaches the model."""
@@ -104,7 +109,7 @@ class Preprocessing:
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     # Side of the square crop around the detector box, as a multiple of the box's longer
     # side (1.3 as FaceForensics++).
-    margin_ratio: float = 1.3
+    margin_ratio: float = DEFAULT_MARGIN_RATIO
     # Whether crops are rotated so the eyes are level (5-point alignment).
     align: bool = False
     color: str = "RGB"
