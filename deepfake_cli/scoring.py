@@ -1,14 +1,17 @@
-"""Face crops -> fake probabilities: batching, device, precision.
+"""Face crops -> fake probabilities: batching, device, precision, backend.
 
-The detector runs in inference mode with channels_last memory layout. Precision `auto` uses
-autocast on CUDA (bf16 where supported, else fp16) and, on CPUs with fast bf16 (AMX or
-AVX512-BF16), bf16 only if it keeps verdicts: the first batch is scored in both precisions and
-bf16 is kept only when every |delta fake_probability| <= 0.01; otherwise fp32.
+The torch backend runs the detector's inference form (`model/inference.py`: batch norms folded,
+fused SiLU, no concatenations in the texture branch) in inference mode with channels_last
+memory layout. Precision `auto` uses autocast on CUDA (bf16 where supported, else fp16) and,
+on CPUs with fast bf16 (AMX or AVX512-BF16), bf16 weights only if they keep verdicts: the first
+batch is scored in both precisions and bf16 is kept only when every |delta fake_probability| <=
+0.01; otherwise fp32. On the CPU, bf16 means weights converted to bf16 once (no per-op casts).
+
+The onnxruntime backend (`OnnxFaceScorer`) scores with an exported `.onnx` file in fp32.
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +20,12 @@ import torch
 
 from deepfake_cli.crops import normalize_crops
 from deepfake_cli.errors import UsageError
+from deepfake_cli.model.config import Preprocessing
+from deepfake_cli.model.inference import inference_form
 from deepfake_cli.model.mat import MATDetector, fake_probabilities
+from deepfake_cli.results import ModelInfo
+
+BACKENDS = ("torch", "onnxruntime")
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: Largest |fake_probability(bf16) - fake_probability(fp32)| for which bf16 is trusted on CPU.
@@ -48,21 +56,29 @@ def cpu_has_fast_bf16() -> bool:
 
 @dataclass
 class FaceScorer:
-    """Scores (N, S, S, 3) uint8 RGB crops with a detector, in batches."""
+    """Scores (N, S, S, 3) uint8 RGB crops with a detector, in batches.
+
+    `model` is the detector as loaded (eval mode, on the device); the scores come from its
+    inference form, built once per precision that is used. `compile=True` runs that form through
+    `torch.compile` (batches are padded to `batch_size` so one graph serves them all).
+    """
 
     model: MATDetector
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     precision: str = "auto"
     batch_size: int | None = None
+    compile: bool = False
 
     def __post_init__(self) -> None:
         check_scoring_options(self.device, self.precision, self.batch_size)
         if self.batch_size is None:
             self.batch_size = DEFAULT_BATCH_SIZE.get(self.device.type, 8)
-        preprocessing = self.model.preprocessing
-        self.mean, self.std = preprocessing.mean, preprocessing.std
-        self.input_size = preprocessing.input_size
+        self.preprocessing: Preprocessing = self.model.preprocessing
+        self.mean, self.std = self.preprocessing.mean, self.preprocessing.std
+        self.input_size = self.preprocessing.input_size
         self.model = self.model.to(self.device, memory_format=torch.channels_last).eval()
+        # Inference forms by the dtype their weights hold (see `_inference_model`).
+        self._forms: dict[torch.dtype, torch.nn.Module] = {}
         # Resolved on the first batch for `auto` on CPUs with fast bf16.
         self.dtype: torch.dtype | None = self._initial_dtype()
 
@@ -79,43 +95,142 @@ class FaceScorer:
             return None  # decided on the first batch
         return torch.float32
 
-    def _autocast(self, dtype: torch.dtype):
-        if dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
+    def _weights_dtype(self, dtype: torch.dtype) -> torch.dtype:
+        """On the CPU reduced precision lives in the weights; on GPUs autocast keeps fp32
+        reductions (softmax, norms) and costs little next to the convolutions."""
+        return dtype if self.device.type == "cpu" else torch.float32
+
+    def _inference_model(self, dtype: torch.dtype) -> torch.nn.Module:
+        weights_dtype = self._weights_dtype(dtype)
+        if weights_dtype not in self._forms:
+            form = inference_form(self.model, dtype=weights_dtype)
+            form = form.to(self.device, memory_format=torch.channels_last)
+            self._forms[weights_dtype] = (
+                torch.compile(form, dynamic=False) if self.compile else form
+            )
+        return self._forms[weights_dtype]
 
     def _run(self, batch: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        with self._autocast(dtype):
-            return fake_probabilities(self.model(batch)).float().cpu()
+        model = self._inference_model(dtype)
+        weights_dtype = self._weights_dtype(dtype)
+        if weights_dtype != torch.float32:
+            return fake_probabilities(model(batch.to(weights_dtype))).float().cpu()
+        if dtype == torch.float32:
+            return fake_probabilities(model(batch)).float().cpu()
+        with torch.autocast(device_type=self.device.type, dtype=dtype):
+            return fake_probabilities(model(batch)).float().cpu()
 
     @torch.inference_mode()
     def score(self, crops: np.ndarray) -> np.ndarray:
         """(N, S, S, 3) uint8 crops at the model's input size -> (N,) fake probabilities."""
         if len(crops) == 0:
             return np.zeros((0,), dtype=np.float32)
-        if crops.shape[1] != self.input_size or crops.shape[2] != self.input_size:
-            raise ValueError(
-                f"crops are {crops.shape[1]}x{crops.shape[2]}, the model expects "
-                f"{self.input_size}x{self.input_size}"
-            )
+        check_crop_size(crops, self.input_size)
         results = []
         for start in range(0, len(crops), self.batch_size):
+            batch_crops = crops[start : start + self.batch_size]
+            num_real = len(batch_crops)
+            if self.compile and num_real < self.batch_size:
+                # One shape for the compiled graph: pad with copies, drop their scores.
+                padding = np.repeat(batch_crops[-1:], self.batch_size - num_real, axis=0)
+                batch_crops = np.concatenate([batch_crops, padding])
             # uint8 crops go to the device before conversion: a quarter of float32's bytes.
-            batch = normalize_crops(
-                crops[start : start + self.batch_size], self.mean, self.std, device=self.device
-            )
+            batch = normalize_crops(batch_crops, self.mean, self.std, device=self.device)
             batch = batch.contiguous(memory_format=torch.channels_last)  # (B, 3, S, S)
             if self.dtype is None:
                 reference = self._run(batch, torch.float32)
                 reduced = self._run(batch, torch.bfloat16)
                 keeps_verdicts = float((reduced - reference).abs().max()) <= BF16_TOLERANCE
                 self.dtype = torch.bfloat16 if keeps_verdicts else torch.float32
-                results.append(reference)
+                # The form that lost is not needed again.
+                self._forms.pop(
+                    self._weights_dtype(torch.float32 if keeps_verdicts else torch.bfloat16), None
+                )
+                results.append(reference[:num_real])
                 continue
-            results.append(self._run(batch, self.dtype))
+            results.append(self._run(batch, self.dtype)[:num_real])
         return torch.cat(results).numpy()
 
     @property
     def precision_name(self) -> str:
         names = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", None: "auto"}
         return names[self.dtype]
+
+    @property
+    def backend(self) -> str:
+        return "torch"
+
+    @property
+    def model_info(self) -> ModelInfo:
+        provenance = self.model.provenance
+        return ModelInfo(
+            name=provenance.name, sha256=self.model.weights_sha256, demo=bool(provenance.demo)
+        )
+
+
+class OnnxFaceScorer:
+    """Scores crops with an exported `.onnx` detector on onnxruntime's CPU provider, in fp32.
+
+    The preprocessing and provenance come from the file's mattn metadata (`mattn weights
+    export`), so the crops are cut and normalised as for the torch model it came from.
+    """
+
+    def __init__(self, onnx_path: str | Path, *, batch_size: int | None = None) -> None:
+        from deepfake_cli.model.export import (
+            INPUT_NAME,
+            OUTPUT_NAME,
+            metadata_of_session,
+            require_onnx_extra,
+        )
+        from deepfake_cli.model.weights import file_sha256
+
+        require_onnx_extra("onnxruntime")
+        import onnxruntime
+
+        check_scoring_options(torch.device("cpu"), "fp32", batch_size)
+        onnx_path = Path(onnx_path)
+        try:
+            self.session = onnxruntime.InferenceSession(
+                str(onnx_path), providers=["CPUExecutionProvider"]
+            )
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise UsageError(f"{onnx_path} is not an ONNX model onnxruntime can load.") from error
+        metadata = metadata_of_session(self.session)
+        if "preprocessing" not in metadata:
+            raise UsageError(
+                f"{onnx_path} has no mattn metadata; export it with `mattn weights export`."
+            )
+        self.input_name, self.output_name = INPUT_NAME, OUTPUT_NAME
+        self.preprocessing = Preprocessing.from_dict(metadata["preprocessing"])
+        self.mean, self.std = self.preprocessing.mean, self.preprocessing.std
+        self.input_size = self.preprocessing.input_size
+        self.batch_size = batch_size or DEFAULT_BATCH_SIZE["cpu"]
+        provenance = metadata.get("provenance", {})
+        self.model_info = ModelInfo(
+            name=str(provenance.get("name", onnx_path.stem)),
+            sha256=file_sha256(onnx_path),
+            demo=bool(provenance.get("demo", False)),
+        )
+        self.device = torch.device("cpu")
+        self.precision_name = "fp32"
+        self.backend = "onnxruntime"
+
+    def score(self, crops: np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) uint8 crops at the model's input size -> (N,) fake probabilities."""
+        if len(crops) == 0:
+            return np.zeros((0,), dtype=np.float32)
+        check_crop_size(crops, self.input_size)
+        results = []
+        for start in range(0, len(crops), self.batch_size):
+            batch = normalize_crops(crops[start : start + self.batch_size], self.mean, self.std)
+            (logits,) = self.session.run([self.output_name], {self.input_name: batch.numpy()})
+            results.append(fake_probabilities(torch.from_numpy(logits)))
+        return torch.cat(results).numpy()
+
+
+def check_crop_size(crops: np.ndarray, input_size: int) -> None:
+    if crops.shape[1] != input_size or crops.shape[2] != input_size:
+        raise ValueError(
+            f"crops are {crops.shape[1]}x{crops.shape[2]}, the model expects "
+            f"{input_size}x{input_size}"
+        )

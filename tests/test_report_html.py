@@ -11,10 +11,12 @@ import base64
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from html.parser import HTMLParser
-from pathlib import Path
+from importlib.resources import files
+from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
@@ -23,23 +25,32 @@ import torch
 import typer
 from typer.testing import CliRunner
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+from deepfake_cli.commands.report import report_command
 from deepfake_cli.errors import UsageError, VideoError
 from deepfake_cli.model import MATConfig, Preprocessing, Provenance, build_detector, save_weights
 from deepfake_cli.model.weights import load_detector
 from deepfake_cli.report import read_results
-from deepfake_cli.report.evidence import (
-    STRIP_FACES,
-    attention_overlay,
-    gather_evidence,
-    map_colour,
+from deepfake_cli.report.evidence import STRIP_FACES, VideoEvidence, gather_evidence
+from deepfake_cli.report.html import (
+    INDEX_NAME,
+    IndexEntry,
+    ReportSummary,
+    build_reports,
+    render_index,
+    render_video_page,
 )
-from deepfake_cli.report.html import INDEX_NAME, ReportSummary, build_reports, render_video_page
-from deepfake_cli.report_command import report_command
-from deepfake_cli.results import STATUS_ERROR, STATUS_NO_FACE, STATUS_OK, VideoResult
+from deepfake_cli.report.pictures import attention_overlay, map_colour
+from deepfake_cli.results import STATUS_ERROR, STATUS_NO_FACE, STATUS_OK, ModelInfo, VideoResult
 from deepfake_cli.scan import ScanOptions, ScanRequest, run_scan
 from deepfake_cli.video import probe_video, read_frame_indices, read_frames
 
 CARPHONE = Path(__file__).parent / "data" / "carphone_pristine.mp4"
+PYPROJECT = Path(__file__).parent.parent / "pyproject.toml"
 # A file name is user input: markup, both quote characters and an ampersand.
 HOSTILE_NAME = 'it\'s <script>alert("x") & co.mp4'
 SAMPLED = 4
@@ -435,6 +446,50 @@ def test_report_command_refuses_in_one_sentence(
     assert outcome.exit_code == 2
     lines = outcome.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mattn: ") and message in lines[0], lines
+
+
+# --- the templates ----------------------------------------------------------------------------
+
+
+def test_a_file_name_that_is_not_utf8_is_shown_with_escapes() -> None:
+    path = "/videos/caf\udce9 <b>.mp4"  # the bytes b"caf\xe9", as Python keeps them
+    model = ModelInfo(name="demo", sha256="ab" * 32, demo=True)
+    timing = {"threshold": 0.5, "aggregate": "mean", "model": model, "seconds": 0.1}
+    no_face = VideoResult.no_face(path, **timing)
+    failed = VideoResult.failed(path, f"Cannot decode {path}.", **timing)
+    for page in (
+        render_video_page(VideoEvidence(result=no_face)),
+        render_index([IndexEntry(result=failed, page=None)]),
+    ):
+        page.encode("utf-8")  # a page is always writable as UTF-8
+        assert "caf\\udce9 &lt;b&gt;.mp4" in page
+        assert "<b>" not in page
+        parse(page)
+
+
+def test_pages_inline_the_packaged_stylesheet_and_script(report: ReportSummary) -> None:
+    templates = files("deepfake_cli.report") / "templates"
+    stylesheet = (templates / "style.css").read_text(encoding="utf-8").strip()
+    sort_script = (templates / "sort_table.js").read_text(encoding="utf-8").strip()
+    video_page = page_of(report, HOSTILE_NAME).read_text(encoding="utf-8")
+    index = report.index_path.read_text(encoding="utf-8")
+    for page in (video_page, index):
+        assert stylesheet in page and "<link" not in page
+    assert index.count(sort_script) == 1 and sort_script not in video_page
+
+
+def test_every_template_file_is_package_data() -> None:
+    """A wheel (a non-editable install) carries the templates: pyproject's globs name each file."""
+    settings = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))
+    globs = settings["tool"]["setuptools"]["package-data"]["deepfake_cli"]
+    package = Path(str(files("deepfake_cli")))
+    template_files = [
+        path for path in (package / "report" / "templates").rglob("*") if path.is_file()
+    ]
+    assert {path.suffix for path in template_files} >= {".j2", ".css", ".js"}
+    for path in template_files:
+        relative = PurePosixPath(path.relative_to(package).as_posix())
+        assert any(relative.match(glob) for glob in globs), relative
 
 
 # --- reading given frames ---------------------------------------------------------------------

@@ -49,6 +49,15 @@ class TextureEnhancement(nn.Module):
         self, features: torch.Tensor, attention_maps: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         batch, channels, height, width = features.shape
+        gated, low_freq = self.gated_residual(features, attention_maps)
+        out = self.dense_block(gated)
+        return out.reshape(batch, -1, channels, height, width), low_freq  # (B, M, N, H, W)
+
+    def gated_residual(
+        self, features: torch.Tensor, attention_maps: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, N, H, W) features -> (B, M*N, H, W) residual gated per map, and the low-freq map."""
+        batch, _, height, width = features.shape
         features = self.conv_extract(features)
         # The local average at the attention maps' resolution is the "low-frequency" map that
         # the regional independence loss pools.
@@ -61,7 +70,11 @@ class TextureEnhancement(nn.Module):
                 attention_maps.detach(), size=(height, width), mode="bilinear", align_corners=True
             )
         ).unsqueeze(2)  # (B, M, 1, H, W)
-        x = (features.unsqueeze(1) * gates).reshape(batch, -1, height, width)  # (B, M*N, H, W)
+        gated = (features.unsqueeze(1) * gates).reshape(batch, -1, height, width)  # (B, M*N, H, W)
+        return gated, low_freq
+
+    def dense_block(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, M*N, H, W) -> (B, M*N, H, W): the grouped dense block, one group per map."""
         x0 = self.conv0(x)
         x1 = self.conv1(F.relu(self.bn1(x0)))
         x01 = self._concat_per_group(x0, x1)
@@ -69,5 +82,4 @@ class TextureEnhancement(nn.Module):
         x012 = self._concat_per_group(x01, x2)
         x3 = self.conv3(F.relu(self.bn3(x012)))
         x0123 = self._concat_per_group(x012, x3)
-        out = F.relu(self.bn_last(self.conv_last(F.relu(self.bn4(x0123)))))
-        return out.reshape(batch, -1, channels, height, width), low_freq  # (B, M, N, H, W)
+        return F.relu(self.bn_last(self.conv_last(F.relu(self.bn4(x0123)))))

@@ -29,7 +29,6 @@ import json
 import os
 import sys
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TextIO
 
 from rich.console import Console
@@ -208,12 +207,8 @@ class ResultSink:
     def __enter__(self) -> ResultSink:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_details: object) -> None:
+        # An exception means the scan did not finish: keep only what is safe to keep.
         if exc_type is None:
             self.close()
         else:
