@@ -49,7 +49,7 @@ import cv2
 import numpy as np
 
 from deepfake_cli.device import prefer_passive_openmp
-from deepfake_cli.video import FrameReader
+from deepfake_cli.frame_reader import FrameReader
 
 REPO = Path(__file__).resolve().parent.parent
 CARPHONE = REPO / "tests" / "data" / "carphone_pristine.mp4"
@@ -276,14 +276,14 @@ import json, sys
 sys.path.insert(0, sys.argv[1])
 from scan_throughput import children_peak_rss_mib, peak_rss_mib
 from deepfake_cli.device import prefer_passive_openmp
-from deepfake_cli.video import FrameReader
+from deepfake_cli.frame_reader import FrameReader
 prefer_passive_openmp()
 from deepfake_cli.faces import FaceDetector
 from deepfake_cli.model.weights import load_detector
 from deepfake_cli.scan import ScanOptions, VideoScanner
 from deepfake_cli.device import resolve_device
 from deepfake_cli.scoring import FaceScorer
-from deepfake_cli.video import FrameReader
+from deepfake_cli.frame_reader import FrameReader
 video, weights, frames, device = sys.argv[2:6]
 device = resolve_device(device)
 options = ScanOptions(frames=int(frames))

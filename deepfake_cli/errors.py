@@ -1,8 +1,9 @@
 """The errors a user can cause, each with the exit code the CLI turns it into.
 
-Domain code raises these; only `cli.py` catches them and turns them into one sentence on
-stderr and `typer.Exit(exit_code)`. Exit codes follow the scanner convention of clamscan:
-0 = nothing found, 1 = something judged fake, 2 = something could not be done.
+Domain code raises these; only the command layer (`deepfake_cli.commands`, its `user_errors`
+decorator) catches them and turns them into one sentence on stderr and the exit code.
+Exit codes follow the scanner convention of clamscan: 0 = nothing found, 1 = something
+judged fake, 2 = something could not be done.
 """
 
 from __future__ import annotations

@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING
 from deepfake_cli.aggregate import check_strategy, video_verdict
 from deepfake_cli.device import prefer_passive_openmp, resolve_device
 from deepfake_cli.errors import MattnError, UsageError
+from deepfake_cli.frame_reader import FrameReader
 from deepfake_cli.results import FaceScore, FrameRecord, ModelInfo, VideoResult
 from deepfake_cli.shards import in_shard, parse_shard
-from deepfake_cli.video import VIDEO_EXTENSIONS, FrameReader, SampledFrames
+from deepfake_cli.video import VIDEO_EXTENSIONS, SampledFrames
 
 if TYPE_CHECKING:
     from deepfake_cli.faces import FaceDetector
@@ -185,17 +186,14 @@ class VideoScanner:
                 yield from self.scan_many(paths, own_reader)
             return
         options = self.options
-        read_options = {"count": options.frames, "start_s": options.start_s, "end_s": options.end_s}
-        paths = list(paths)
-        pending = {}
-        for index, path in enumerate(paths):
+        # Lazily, one video ahead: the next video decodes in the worker while this one is judged.
+        decoding = reader.read_ahead(
+            paths, count=options.frames, start_s=options.start_s, end_s=options.end_s
+        )
+        for path, pending in decoding:
             started = time.perf_counter()
-            # Keep one video decoding ahead of the one being judged.
-            for ahead in paths[index : index + 2]:
-                if ahead not in pending:
-                    pending[ahead] = reader.submit(ahead, **read_options)
             try:
-                sampled = pending.pop(path).result()
+                sampled = pending.result()
             except MattnError as error:
                 yield self.failed(path, error.message, started)
                 continue
@@ -333,7 +331,8 @@ def run_scan(request: ScanRequest) -> int:
     from deepfake_cli.aggregate import exit_code_for
     from deepfake_cli.faces import FaceDetector
     from deepfake_cli.model.weights import load_detector, resolve_weights_path
-    from deepfake_cli.report import ScanProgress, completed_paths, open_sink, read_results
+    from deepfake_cli.progress import ScanProgress
+    from deepfake_cli.report import completed_paths, open_sink, read_results
     from deepfake_cli.scoring import FaceScorer, check_scoring_options
 
     if request.save_attention_dir is not None and request.report_dir is None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from deepfake_cli.cli import app
+from deepfake_cli.commands import WEIGHTS_ENV, app
 from deepfake_cli.errors import WeightsError
 from deepfake_cli.model import weights as weights_module
 from deepfake_cli.model.weights import (
@@ -48,14 +48,14 @@ def test_a_corrupted_copy_is_refused(tmp_path, monkeypatch):
     with pytest.raises(WeightsError, match="corrupted"):
         load_detector(folder / DEFAULT_WEIGHTS_NAME)
     monkeypatch.setattr(weights_module, "bundled_weights_dir", lambda: folder)
-    monkeypatch.delenv(weights_module.WEIGHTS_ENV, raising=False)
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
     with pytest.raises(WeightsError, match="do not match their recorded sha256"):
         resolve_weights_path(None)
 
 
 def test_missing_bundled_weights_say_where_to_put_them(tmp_path, monkeypatch):
     monkeypatch.setattr(weights_module, "bundled_weights_dir", lambda: tmp_path)
-    monkeypatch.delenv(weights_module.WEIGHTS_ENV, raising=False)
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
     result = CliRunner().invoke(app, ["scan", str(REPOSITORY / "examples")])
     assert result.exit_code == 2
     assert "--weights PATH" in result.output and "Traceback" not in result.output
@@ -63,7 +63,7 @@ def test_missing_bundled_weights_say_where_to_put_them(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_readme_first_command_judges_the_examples(tmp_path, monkeypatch):
-    monkeypatch.delenv(weights_module.WEIGHTS_ENV, raising=False)
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
     shutil.copytree(REPOSITORY / "examples", tmp_path / "examples")
     output = tmp_path / "results.json"
     result = CliRunner().invoke(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -14,16 +13,13 @@ import typer
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 from typer.testing import CliRunner
 
+from deepfake_cli.commands.training import evaluate_command
+from deepfake_cli.manifest import MANIFEST_NAME, iter_manifest, write_manifest
 from deepfake_cli.model.config import MATConfig, Preprocessing, Provenance
 from deepfake_cli.model.mat import MATDetector, fake_probabilities
 from deepfake_cli.model.weights import load_detector, save_weights
 from deepfake_cli.training import evaluate as evaluate_module
-from deepfake_cli.training.commands import evaluate_command
 from deepfake_cli.training.metrics import binary_metrics, equal_error_rate
-from tests.test_training import MANIFEST_COLUMNS
-
-# The manifest columns training reads, written by the same test helpers' convention.
-COLUMNS = MANIFEST_COLUMNS
 
 # video_id: (label, method, split, fake probability of each of its frames)
 VIDEOS = {
@@ -65,10 +61,7 @@ def make_split_folder(root: Path, size: int = 36) -> Path:
                     "det_prob": 1.0,
                 }
             )
-    with open(root / "manifest.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_manifest(root, rows)
     return root
 
 
@@ -214,16 +207,15 @@ def test_evaluate_command_scores_the_model_as_recomputed_by_hand(tmp_path, tiny_
 
     model = load_detector(tiny_weights)
     labels, scores = [], []
-    with open(data / "manifest.csv") as handle:
-        for row in csv.DictReader(handle):
-            if row["split"] != "test":
-                continue
-            image = cv2.cvtColor(cv2.imread(str(data / row["crop_path"])), cv2.COLOR_BGR2RGB)
-            centre = image[2:34, 2:34].astype(np.float32) / 255  # 36 px crop -> centre 32
-            tensor = torch.from_numpy((centre - 0.5) / 0.5).permute(2, 0, 1)[None]
-            with torch.no_grad():
-                scores.append(float(fake_probabilities(model(tensor))[0]))
-            labels.append(int(row["label"]))
+    for row in iter_manifest(data / MANIFEST_NAME):
+        if row["split"] != "test":
+            continue
+        image = cv2.cvtColor(cv2.imread(str(data / row["crop_path"])), cv2.COLOR_BGR2RGB)
+        centre = image[2:34, 2:34].astype(np.float32) / 255  # 36 px crop -> centre 32
+        tensor = torch.from_numpy((centre - 0.5) / 0.5).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            scores.append(float(fake_probabilities(model(tensor))[0]))
+        labels.append(int(row["label"]))
     assert report["overall"]["frame"]["auc"] == pytest.approx(
         roc_auc_score(labels, scores), abs=1e-6
     )

@@ -7,7 +7,6 @@ the pixels. Runs use 4 frames and 64-pixel crops to stay fast.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from pathlib import Path
@@ -19,15 +18,11 @@ import torch
 import typer
 from typer.testing import CliRunner
 
+from deepfake_cli.commands.extract import extract_faces_command
 from deepfake_cli.crops import crop_face, landmarks_in_crop
-from deepfake_cli.extract import (
-    MANIFEST_COLUMNS,
-    crop_folder_for,
-    done_record_path,
-    extract_faces,
-)
-from deepfake_cli.extract_command import extract_faces_command
+from deepfake_cli.extract import crop_folder_for, done_record_path, extract_faces
 from deepfake_cli.faces import FaceDetector, link_tracks
+from deepfake_cli.manifest import MANIFEST_COLUMNS, MANIFEST_NAME, iter_manifest
 from deepfake_cli.video import read_frames
 
 CARPHONE = Path(__file__).parent / "data" / "carphone_pristine.mp4"
@@ -90,8 +85,7 @@ def brighten(frames_bgr: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def read_manifest(output_dir: Path) -> list[dict[str, str]]:
-    with open(output_dir / "manifest.csv", newline="", encoding="utf-8") as manifest_file:
-        return list(csv.DictReader(manifest_file))
+    return list(iter_manifest(output_dir / MANIFEST_NAME))
 
 
 def rows_of(rows: list[dict[str, str]], video_id: str) -> list[dict[str, str]]:

@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from deepfake_cli.model.augmentation import attention_guided_augment, soft_weight
+from deepfake_cli.model.authors import AUTHORS_PREFIXES
 from deepfake_cli.model.backbone import same_padding
 from deepfake_cli.model.config import MATConfig
 from deepfake_cli.model.losses import RegionalIndependenceLoss
 from deepfake_cli.model.mat import MATDetector, build_detector, fake_probabilities
 from deepfake_cli.model.pooling import attention_average, attention_pool
 from deepfake_cli.model.step import mat_training_step
-from deepfake_cli.model.weights import AUTHORS_PREFIXES
 
 DATA = Path(__file__).parent / "data"
 

@@ -25,9 +25,10 @@ import torch
 from typer.testing import CliRunner
 
 from deepfake_cli.aggregate import STRATEGIES, aggregate_scores
-from deepfake_cli.cli import app
+from deepfake_cli.commands import app
 from deepfake_cli.errors import UsageError
 from deepfake_cli.faces import FaceDetector
+from deepfake_cli.frame_reader import FrameReader
 from deepfake_cli.model import MATConfig, Preprocessing, Provenance, build_detector, save_weights
 from deepfake_cli.model.weights import load_detector
 from deepfake_cli.results import VideoResult
@@ -39,7 +40,7 @@ from deepfake_cli.scan import (
 )
 from deepfake_cli.scoring import FaceScorer
 from deepfake_cli.shards import in_shard, parse_shard
-from deepfake_cli.video import FrameReader, read_frames, sample_frame_indices
+from deepfake_cli.video import read_frames, sample_frame_indices
 
 DATA = Path(__file__).parent / "data"
 CARPHONE = DATA / "carphone_pristine.mp4"

@@ -1,8 +1,9 @@
 """mattn train: data plan, config layers, initialisation, resume, torchrun, and that it learns.
 
 Every test builds its own tiny faces folder: synthetic face-like crops (shaded ellipses with eyes,
-nose and mouth, drawn with OpenCV, plus sensor-like noise) and a manifest.csv with the columns
-`mattn extract-faces` writes. Models are EfficientNet-B0 at 32-48 px.
+nose and mouth, drawn with OpenCV, plus sensor-like noise) and a manifest.csv written with
+`deepfake_cli.manifest`, as `mattn extract-faces` writes it. Models are EfficientNet-B0 at
+32-48 px.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from deepfake_cli.errors import UsageError
-from deepfake_cli.model.config import MATConfig
+from deepfake_cli.manifest import read_manifest, write_manifest
+from deepfake_cli.model.config import DEFAULT_MARGIN_RATIO, MATConfig
 from deepfake_cli.model.mat import MATDetector
 from deepfake_cli.model.weights import read_weights_info, save_weights
 from deepfake_cli.shards import rank_positions
@@ -37,31 +39,10 @@ from deepfake_cli.training.config import (
     resolve_config,
     to_toml,
 )
-from deepfake_cli.training.data import (
-    CropDataset,
-    Transform,
-    epoch_plan,
-    read_manifest,
-    spread_frames,
-)
+from deepfake_cli.training.data import CropDataset, FacesData, Transform, epoch_plan, spread_frames
+from deepfake_cli.training.setup import model_preprocessing
 
 REPO = Path(__file__).resolve().parents[1]
-MANIFEST_COLUMNS = (
-    "crop_path",
-    "video_path",
-    "video_id",
-    "label",
-    "method",
-    "compression",
-    "split",
-    "group",
-    "frame_index",
-    "time_s",
-    "person",
-    "box",
-    "landmarks",
-    "det_prob",
-)
 
 
 # --- a tiny faces folder -----------------------------------------------------------------------
@@ -171,10 +152,7 @@ def make_faces(
                     "det_prob": 0.99,
                 }
             )
-    with open(root / "manifest.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=MANIFEST_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_manifest(root, rows)
     return root
 
 
@@ -347,7 +325,7 @@ def test_train_command_saves_resolved_config_and_outputs(tmp_path, one_thread):
     """The CLI as a user runs it: a TOML file, options overriding it, every output written."""
     import typer
 
-    from deepfake_cli.training.commands import train_command
+    from deepfake_cli.commands.training import train_command
 
     app = typer.Typer()
     app.command("train")(train_command)
@@ -438,6 +416,19 @@ def test_stage2_starts_from_stage1_backbone(tmp_path):
     assert all(torch.equal(target[k], v) for k, v in untouched.items())  # MAT parts stay
 
 
+def test_weights_record_the_margin_of_the_crop_the_model_saw(tmp_path):
+    """40 px crops fitted to 38 px and centre-cropped to 32 px: the margin shrinks by 32 / 38.
+    The stored crops' margin comes from the manifest, else the config, else the default."""
+    data = FacesData.load(make_faces(tmp_path / "faces", real_videos(1, "train"), frames=1))
+    assert data.stored_margin() is None  # no margin_ratio column in this manifest
+    config = tiny_config(tmp_path / "faces", tmp_path / "run")
+    preprocessing = model_preprocessing(config, data)
+    assert preprocessing.margin_ratio == pytest.approx(DEFAULT_MARGIN_RATIO * 32 / 38, abs=1e-4)
+    assert preprocessing.input_size == 32
+    wider = dataclasses.replace(config, margin_ratio=1.6)
+    assert model_preprocessing(wider, data).margin_ratio == pytest.approx(1.6 * 32 / 38, abs=1e-4)
+
+
 # --- resume is bit-identical ----------------------------------------------------------------------
 
 
@@ -496,8 +487,7 @@ def test_two_process_gloo_run_keeps_ranks_in_sync(tmp_path):
         tmp_path / "faces", real_videos(3, "train") + real_videos(1, "val"), frames=2, size=40
     )
     out = tmp_path / "run"
-    registered = "train_command" in (REPO / "deepfake_cli" / "cli.py").read_text()
-    module = "deepfake_cli" if registered else "deepfake_cli.training.launch"
+    module = "deepfake_cli"  # torchrun runs `python -m deepfake_cli train ...` in each process
     command = [
         sys.executable,
         "-m",

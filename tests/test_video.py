@@ -6,11 +6,8 @@ lossy compression, so a test can check that the frames returned are the frames r
 
 from __future__ import annotations
 
-import os
 import random
 import struct
-import sys
-import time
 import wave
 from pathlib import Path
 
@@ -18,19 +15,17 @@ import cv2
 import numpy as np
 import pytest
 
-from deepfake_cli import video
 from deepfake_cli.errors import UsageError, VideoError
 from deepfake_cli.video import (
     VIDEO_EXTENSIONS,
-    FrameReader,
-    SampledFrames,
     VideoInfo,
     every_kth_frame_indices,
+    load_decord,
     probe_video,
     read_frames,
-    rotate_frames,
     sample_frame_indices,
 )
+from deepfake_cli.video_container import ContainerMetadata, rotate_frames, upright
 
 BLOCK_PX = 16
 INDEX_BITS = 6  # frame indices up to 63
@@ -135,27 +130,6 @@ def assert_one_sentence_about(error: BaseException, path: Path) -> None:
     assert path.name in message
     assert "\n" not in message and "Traceback" not in message
     assert message[0].isupper() and message.endswith(".")
-
-
-# --- decode functions injected into FrameReader's worker (module level, so picklable) ---------
-
-
-def hang_on_files_named_hang(path: str, **options) -> SampledFrames:
-    """Decodes normally, except that files with 'hang' in their name never finish."""
-    if "hang" in os.path.basename(path):
-        time.sleep(600)
-    return read_frames(path, **options)
-
-
-def report_worker_modules(path: str, **options) -> SampledFrames:
-    loaded = sorted(name for name in ("torch", "deepfake_cli.model") if name in sys.modules)
-    raise VideoError(f"worker modules: {loaded}.")
-
-
-def exit_abruptly(path: str, **options) -> SampledFrames:
-    if "crash" in os.path.basename(path):
-        os._exit(3)
-    return read_frames(path, **options)
 
 
 # --- sampling ---------------------------------------------------------------------------------
@@ -365,18 +339,18 @@ def test_frames_still_in_stored_orientation_are_rotated_once() -> None:
     """If a decord build ignored the rotation, the frame shape shows it and we rotate."""
     stored = np.zeros((1, 4, 6, 3), np.uint8)
     stored[:, 0, 0] = 255
-    metadata = video._ContainerMetadata(rotation=90, codec=None, stored_size=(6, 4), fps=FPS)
-    upright = video._upright(stored, metadata)
-    assert upright.shape == (1, 6, 4, 3) and upright[0, 0, -1, 0] == 255
+    metadata = ContainerMetadata(rotation=90, codec=None, stored_size=(6, 4), fps=FPS)
+    turned = upright(stored, metadata)
+    assert turned.shape == (1, 6, 4, 3) and turned[0, 0, -1, 0] == 255
     # Frames that decord already rotated are left alone: never rotated twice.
-    assert video._upright(upright, metadata) is upright
+    assert upright(turned, metadata) is turned
 
 
 def test_decord_is_asked_to_raise_instead_of_duplicating_broken_frames(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = write_video(tmp_path / "clip.mp4", num_frames=5)
-    decord = video._decord()
+    decord = load_decord()
     received_options: dict = {}
     original_reader = decord.VideoReader
 
@@ -466,85 +440,3 @@ def test_ffmpeg_messages_about_damaged_frames_are_silenced(
     with pytest.raises(VideoError):
         read_frames(path)
     assert "@ 0x" not in capfd.readouterr().err  # FFmpeg's "[mpeg4 @ 0x...] header damaged"
-
-
-# --- FrameReader (worker process) -------------------------------------------------------------
-
-
-def test_frame_reader_reads_and_prefetches_in_order(tmp_path: Path) -> None:
-    paths = [
-        write_video(tmp_path / f"clip{number}.mp4", num_frames=20 + number) for number in range(3)
-    ]
-    with FrameReader(timeout_s=60.0) as reader:
-        first = reader.read(paths[0], count=4)
-        pending = [reader.submit(path, count=4) for path in paths[1:]]  # two videos ahead
-        later = [frames.result() for frames in pending]
-    in_process = read_frames(paths[0], count=4)
-    assert first.info == in_process.info
-    assert first.frame_indices == in_process.frame_indices
-    assert first.times_s == in_process.times_s
-    assert np.array_equal(first.frames, in_process.frames)
-    for number, sampled in enumerate(later, start=1):
-        assert sampled.info.num_frames == 20 + number
-        assert [index_in_frame(frame) for frame in sampled.frames] == sampled.frame_indices
-    assert all(frames.done() for frames in pending)
-
-
-def test_frame_reader_times_out_then_keeps_working(tmp_path: Path) -> None:
-    hanging = write_video(tmp_path / "hang.mp4", num_frames=5)
-    fine = write_video(tmp_path / "fine.mp4", num_frames=10)
-    with FrameReader(timeout_s=2.0, decode_function=hang_on_files_named_hang) as reader:
-        hung = reader.submit(hanging)
-        queued = reader.submit(fine, count=3)  # waits behind the hung file; its own 2 s apply
-        started = time.monotonic()
-        with pytest.raises(VideoError, match=r"did not finish within 2 s") as raised:
-            hung.result()
-        assert time.monotonic() - started < 20.0
-        assert_one_sentence_about(raised.value, hanging)
-        sampled = queued.result()  # decoded by a fresh worker
-        assert [index_in_frame(frame) for frame in sampled.frames] == sampled.frame_indices
-        assert reader.read(fine, count=2).frame_indices == [2, 7]
-
-
-def test_frame_reader_reports_bad_input_and_worker_crashes(
-    tmp_path: Path, capfd: pytest.CaptureFixture[str]
-) -> None:
-    crashing = write_video(tmp_path / "crash.mp4", num_frames=5)
-    fine = write_video(tmp_path / "fine.mp4", num_frames=10)
-    with FrameReader(timeout_s=None, decode_function=exit_abruptly) as reader:
-        for kind, expected_words in BAD_INPUTS.items():
-            (tmp_path / kind).mkdir()
-            path = make_bad_input(kind, tmp_path / kind)
-            with pytest.raises(VideoError, match=expected_words) as raised:
-                reader.read(path)
-            assert_one_sentence_about(raised.value, path)
-        with pytest.raises(UsageError, match="past the end"):
-            reader.read(fine, start_s=100.0)
-        with pytest.raises(VideoError, match="exited unexpectedly") as raised:
-            reader.read(crashing)
-        assert_one_sentence_about(raised.value, crashing)
-        assert reader.read(fine, count=1).frame_indices == [5]
-    # The worker's stderr (decord's C++ warnings on bad files) does not reach the user.
-    assert "ERROR opening" not in capfd.readouterr().err
-
-
-def test_the_worker_imports_neither_torch_nor_the_package_init(tmp_path: Path) -> None:
-    path = write_video(tmp_path / "clip.mp4", num_frames=3)
-    with (
-        FrameReader(decode_function=report_worker_modules) as reader,
-        pytest.raises(VideoError, match=r"worker modules: \[\]\."),
-    ):
-        reader.read(path)
-
-
-def test_closing_cancels_pending_reads(tmp_path: Path) -> None:
-    hanging = write_video(tmp_path / "hang.mp4", num_frames=3)
-    reader = FrameReader(timeout_s=None, decode_function=hang_on_files_named_hang)
-    pending = [reader.submit(hanging), reader.submit(hanging)]
-    reader.close()
-    for frames in pending:
-        with pytest.raises(VideoError, match="closed"):
-            frames.result()
-    with pytest.raises(RuntimeError):
-        reader.submit(hanging)
-    reader.close()  # closing twice is harmless

@@ -9,12 +9,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from deepfake_cli.cli import app
+from deepfake_cli.commands import app
 from deepfake_cli.errors import WeightsError
+from deepfake_cli.model.authors import import_authors_checkpoint
 from deepfake_cli.model.config import MATConfig, Preprocessing, Provenance
 from deepfake_cli.model.mat import build_detector
 from deepfake_cli.model.weights import (
-    import_authors_checkpoint,
     load_detector,
     read_weights_info,
     save_weights,

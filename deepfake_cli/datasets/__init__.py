@@ -14,13 +14,15 @@ from types import ModuleType
 
 from deepfake_cli.datasets import celebdf, dfdc, ffpp, folders
 from deepfake_cli.datasets.common import (
-    SPLITS,
     VIDEO_EXTENSIONS,
     VideoEntry,
     absolute_root,
     describe_contents,
 )
 from deepfake_cli.errors import LayoutError, UsageError
+
+# The split names a VideoEntry takes are the faces folder's, which training reads.
+from deepfake_cli.manifest import SPLITS
 
 __all__ = [
     "LAYOUTS",

@@ -11,8 +11,6 @@ from pathlib import Path
 # The one list of video file endings (compared case-insensitively), shared with scan.
 from deepfake_cli.video import VIDEO_EXTENSIONS
 
-SPLITS = ("train", "val", "test")
-
 # How many top-level names an error message shows before summarising the rest.
 _SHOWN_ENTRIES = 8
 

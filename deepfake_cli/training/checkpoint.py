@@ -5,7 +5,8 @@
   schedule, gradient scaler, stage, epoch, best metric, the resolved config, and every rank's
   RNG states. Only plain types and tensors, so it loads with `torch.load(weights_only=True)`.
 - `last.safetensors` / `best.safetensors`: mattn weights (config, preprocessing, provenance
-  and metrics in the metadata), the latter by validation video-level AUC.
+  and metrics in the metadata, and the resolved training config), the latter by validation
+  video-level AUC.
 
 Also here: initialising a model from other weights (ImageNet, stage 1, `--init`).
 """
@@ -24,9 +25,12 @@ from torch import nn
 
 from deepfake_cli.errors import UsageError, WeightsError
 from deepfake_cli.files import PendingFile
+from deepfake_cli.manifest import FAKE, REAL
 from deepfake_cli.model.config import Preprocessing, Provenance
 from deepfake_cli.model.mat import MATDetector
 from deepfake_cli.model.weights import load_detector, save_weights
+from deepfake_cli.training.config import STAGE_NAMES, TrainConfig
+from deepfake_cli.training.data import FacesData
 
 STATE_FOLDER = "state"
 STATE_FILE = "training_state.pt"
@@ -136,6 +140,36 @@ def save_model_file(
         preprocessing=preprocessing,
         provenance=provenance,
         extra_metadata={"training_config": json.dumps(training_config, sort_keys=True)},
+    )
+
+
+def training_provenance(
+    config: TrainConfig, data: FacesData, stage: int, epoch: int, val_metrics: dict
+) -> Provenance:
+    """What the weights after `epoch` (0-based) of `stage` say about how they were trained."""
+    counts = data.count_videos("train")
+    fakes = f"{counts[FAKE]} fake"
+    if config.synthetic_fakes == "self-blend":
+        fakes += " + self-blended fakes of the real crops"
+    stage_config = config.stage_config(stage)
+    return Provenance(
+        name=config.model_name(),
+        source=(
+            f"trained by mattn train on {data.root.name}, {counts[REAL] + counts[FAKE]} "
+            f"videos ({counts[REAL]} real, {fakes})"
+        ),
+        trained_on=data.describe(),
+        demo=config.demo,
+        metrics={
+            "stage": stage,
+            "epoch": epoch + 1,
+            **{key: value for key, value in val_metrics.items() if value is not None},
+        },
+        notes=(
+            f"recipe {config.recipe}, {STAGE_NAMES[stage]}: epoch {epoch + 1} of "
+            f"{stage_config.epochs}, batch {stage_config.batch_size}, AdamW lr "
+            f"{stage_config.lr:g}, seed {config.seed}"
+        ),
     )
 
 

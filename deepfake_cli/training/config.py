@@ -394,6 +394,22 @@ def load_saved_config(run_dir: str | Path) -> dict[str, Any] | None:
     return read_toml(path) if path.is_file() else None
 
 
+def resolve_run_config(
+    options: dict[str, Any], *, config_file: str | Path | None = None, resume: bool = False
+) -> TrainConfig:
+    """`resolve_config` for `mattn train`: on `resume`, the run's own config.toml comes first.
+
+    Raises:
+        UsageError: `resume`, but the run directory `options["out"]` has no config.toml.
+    """
+    saved = None
+    if resume:
+        saved = load_saved_config(options["out"])
+        if saved is None:
+            raise UsageError(f"--resume: {options['out']} has no config.toml (nothing to resume).")
+    return resolve_config(options, config_file=config_file, saved=saved)
+
+
 __all__ = [
     "RECIPES",
     "STAGE1_DEFAULTS",
@@ -403,6 +419,7 @@ __all__ = [
     "load_saved_config",
     "read_toml",
     "resolve_config",
+    "resolve_run_config",
     "save_config",
     "to_toml",
 ]

@@ -1,7 +1,8 @@
 """Training data: the faces manifest -> which crops each epoch sees -> augmented tensors.
 
-The faces folder is written by `mattn extract-faces`: `manifest.csv` with one row per face crop
-(square, a little larger than the model input) and its video, label, method and split.
+The faces folder is written by `mattn extract-faces` and read by `deepfake_cli.manifest`:
+`manifest.csv` with one row per face crop (square, a little larger than the model input) and
+its video, label, method and split.
 
 Every random choice here is a pure function of (seed, epoch, position in the epoch's plan):
 which frames of each video an epoch uses, their order, the random crop and flip, the
@@ -19,7 +20,6 @@ An epoch's plan (MAT.md §6, as the authors trained on FF++):
 
 from __future__ import annotations
 
-import csv
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,98 +32,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from deepfake_cli.errors import LayoutError
+from deepfake_cli.manifest import FAKE, REAL, CropRecord, read_manifest
 
-MANIFEST_NAME = "manifest.csv"
-REQUIRED_COLUMNS = ("crop_path", "video_id", "label", "method", "split", "frame_index")
-SPLITS = ("train", "val", "test")
-REAL, FAKE = 0, 1
 SELF_BLEND_METHOD = "self-blend"
 
 # Independent random streams derived from the seed (numpy SeedSequence entropy words).
 _TRAIN_STREAM, _VAL_STREAM, _ORDER_STREAM, _BALANCE_STREAM = 11, 12, 13, 14
 
 
-# --- the manifest ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CropRecord:
-    """One row of manifest.csv: a face crop and what is known about it."""
-
-    path: Path  # absolute path of the crop image
-    video_id: str
-    label: int  # 0 real, 1 fake
-    method: str  # "real", or the manipulation's name
-    split: str  # train / val / test
-    frame_index: int
-    video_path: str = ""
-    compression: str = ""
-    # MTCNN's 5 points (x1 y1 ... x5 y5) in crop pixels, or None.
-    landmarks: tuple[float, ...] | None = None
-    # The crop's side as a multiple of the detector box's longer side, when the manifest says.
-    margin_ratio: float | None = None
-
-
-def read_manifest(data_dir: str | Path) -> list[CropRecord]:
-    """All rows of `data_dir/manifest.csv` (extra columns are ignored)."""
-    data_dir = Path(data_dir)
-    path = data_dir / MANIFEST_NAME
-    if not path.is_file():
-        raise LayoutError(
-            f"{data_dir} is not a faces folder: {MANIFEST_NAME} is missing (write one with "
-            "`mattn extract-faces`)."
-        )
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [name for name in REQUIRED_COLUMNS if name not in (reader.fieldnames or [])]
-        if missing:
-            raise LayoutError(f"{path} lacks the column(s) {', '.join(missing)}.")
-        records = [_record(row, data_dir, path, line) for line, row in enumerate(reader, start=2)]
-    if not records:
-        raise LayoutError(f"{path} lists no face crops.")
-    labels_by_video: dict[str, set[int]] = defaultdict(set)
-    for record in records:
-        labels_by_video[record.video_id].add(record.label)
-    mixed = next((video for video, labels in labels_by_video.items() if len(labels) > 1), None)
-    if mixed is not None:
-        raise LayoutError(f"{path}: video {mixed!r} has crops labelled both real and fake.")
-    return records
-
-
-def _record(row: dict[str, str], data_dir: Path, manifest: Path, line: int) -> CropRecord:
-    try:
-        label = int(row["label"])
-        frame_index = int(float(row["frame_index"] or 0))
-    except ValueError:
-        raise LayoutError(
-            f"{manifest}, line {line}: label and frame_index must be numbers."
-        ) from None
-    if label not in (REAL, FAKE):
-        raise LayoutError(f"{manifest}, line {line}: label must be 0 (real) or 1 (fake).")
-    split = row["split"].strip()
-    if split not in SPLITS:
-        raise LayoutError(f"{manifest}, line {line}: split must be one of {', '.join(SPLITS)}.")
-    landmarks = None
-    text = (row.get("landmarks") or "").strip()
-    if text:
-        values = tuple(float(value) for value in text.split())
-        if len(values) != 10:
-            raise LayoutError(f"{manifest}, line {line}: landmarks must be 10 numbers.")
-        landmarks = values
-    method = (row.get("method") or "").strip() or ("real" if label == REAL else "fake")
-    margin = (row.get("margin_ratio") or "").strip()
-    return CropRecord(
-        path=data_dir / row["crop_path"],
-        video_id=row["video_id"],
-        label=label,
-        method=method,
-        split=split,
-        frame_index=frame_index,
-        video_path=row.get("video_path") or "",
-        compression=row.get("compression") or "",
-        landmarks=landmarks,
-        margin_ratio=float(margin) if margin else None,
-    )
+# --- a split's videos --------------------------------------------------------------------------
 
 
 def videos_of(records: Sequence[CropRecord], split: str) -> dict[str, list[int]]:

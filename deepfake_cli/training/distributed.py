@@ -10,7 +10,9 @@ each process keeps its own BatchNorm statistics (DDP copies rank 0's at every fo
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -124,3 +126,25 @@ def mean_over_ranks(
     count_all = totals[-1].item()
     means = {name: totals[i].item() / max(count_all, 1.0) for i, name in enumerate(names)}
     return means, int(count_all)
+
+
+def rank_digests(tensor_groups: dict[str, Iterable[torch.Tensor]], runtime: Runtime) -> dict:
+    """Under DDP: every rank's digest of each group of tensors, and whether the ranks agree.
+
+    -> {"<group>_sha256_per_rank": [digest of rank 0, ...], ..., "ranks_in_sync": bool};
+    {} without torchrun (nothing is hashed then).
+    """
+    if not runtime.distributed:
+        return {}
+    digests = {name: _digest(tensors) for name, tensors in tensor_groups.items()}
+    gathered = gather_objects(digests, runtime)
+    row = {f"{name}_sha256_per_rank": [g[name] for g in gathered] for name in digests}
+    row["ranks_in_sync"] = all(g == gathered[0] for g in gathered)
+    return row
+
+
+def _digest(tensors: Iterable[torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]

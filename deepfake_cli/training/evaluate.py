@@ -3,6 +3,9 @@
 Frame level (every crop) and video level (a video's frame probabilities combined by an
 aggregation strategy; the mean, as the paper). Overall, and per manipulation method as FF++
 papers report: each method's fake videos against all the real videos of the split.
+
+Also here: validation during training (`validate`), the same metrics on the val split after
+every epoch, each process scoring its shard.
 """
 
 from __future__ import annotations
@@ -17,17 +20,22 @@ import torch
 from deepfake_cli.aggregate import STRATEGIES
 from deepfake_cli.device import resolve_device
 from deepfake_cli.errors import UsageError
+from deepfake_cli.manifest import FAKE, SPLITS, read_manifest
 from deepfake_cli.model.mat import fake_probabilities
 from deepfake_cli.model.weights import load_detector
+from deepfake_cli.shards import rank_positions
+from deepfake_cli.training import distributed
 from deepfake_cli.training import metrics as metric_functions
+from deepfake_cli.training.config import TrainConfig
 from deepfake_cli.training.data import (
-    SPLITS,
     CropDataset,
+    FacesData,
     Sample,
     Transform,
+    epoch_plan,
     make_loader,
-    read_manifest,
 )
+from deepfake_cli.training.setup import Trainee, crop_transform
 
 
 @torch.no_grad()
@@ -59,6 +67,63 @@ def predict(
     finally:
         model.train(was_training)
     return positions, probabilities
+
+
+def validation_samples(data: FacesData, config: TrainConfig) -> list[Sample]:
+    """The val split's crops (fixed frames); with self-blend and no real fakes in val, a fixed
+    self-blended fake of every real crop, so validation AUC means something and stays stable."""
+    counts = data.count_videos("val")
+    self_blend = config.synthetic_fakes == "self-blend" and counts[FAKE] == 0
+    return epoch_plan(
+        data.records,
+        split="val",
+        frames_per_video=config.val_frames_per_video or 1 << 30,
+        epoch=0,
+        seed=config.seed,
+        self_blend=self_blend,
+        balance=False,
+        shuffle=False,
+    )
+
+
+def validate(
+    trainee: Trainee,
+    data: FacesData,
+    samples: list[Sample],
+    config: TrainConfig,
+    runtime: distributed.Runtime,
+) -> dict:
+    """Frame- and video-level metrics of the trainee on `samples`, as flat `val_*` log fields.
+
+    Every rank scores its shard; the scores are gathered so every rank gets the same metrics.
+    """
+    if not samples:
+        return {}
+    loader = make_loader(
+        CropDataset(data.records, samples, crop_transform(config, train=False), seed=config.seed),
+        rank_positions(len(samples), runtime.rank, runtime.world_size),
+        batch_size=config.eval_batch_size,
+        workers=config.workers,
+        drop_last=False,
+    )
+    positions, probabilities = predict(
+        trainee.model,
+        loader,
+        runtime.device,
+        autocast_dtype=trainee.precision.dtype,
+        channels_last=trainee.channels_last,
+    )
+    scores: dict[int, float] = {}
+    mine = list(zip(positions, probabilities, strict=True))
+    for part in distributed.gather_objects(mine, runtime):
+        scores.update(part)  # the padding of the shards repeats a few positions: same scores
+    order = sorted(scores)
+    metrics = metric_functions.frame_and_video_metrics(
+        [samples[i].video(data.records) for i in order],
+        [samples[i].label(data.records) for i in order],
+        [scores[i] for i in order],
+    )
+    return metric_functions.flatten(metrics, prefix="val_")
 
 
 def split_report(

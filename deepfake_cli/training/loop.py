@@ -1,8 +1,10 @@
 """The training loop of `mattn train`: the recipe's stages, then epochs, then batches.
 
-Read `run_training` and `train_stage` top to bottom; each block says why it is there:
-data -> forward and losses -> backward -> step -> end of epoch -> validate -> checkpoint -> log.
-The loop does not know what it trains beyond `mat_training_step`, which returns named losses.
+Read `run_training`, `train_stage` and `train_one_epoch` top to bottom; each block says why it
+is there: data -> forward and losses -> backward -> step -> log, then per epoch: schedule ->
+evaluate -> checkpoint -> log. The loop does not know what it trains beyond
+`mat_training_step`, which returns named losses. What it builds first (model, optimiser,
+schedule, data loaders, resume state) is in `setup`; what it reports, in `runlog`.
 
 Recipe (MAT.md §6): stage 1 trains the plain EfficientNet classifier, stage 2 the MAT
 initialised from stage 1's backbone, each with a fresh AdamW + StepLR.
@@ -16,52 +18,44 @@ with `--resume` continues exactly as if it had never stopped.
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import json
-import os
-import random
 import time
-from contextlib import nullcontext
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
-import numpy as np
 import torch
 from rich.console import Console
+from torch.utils.data import DataLoader
 
 from deepfake_cli.errors import UsageError
-from deepfake_cli.model.config import Provenance
 from deepfake_cli.model.mat import MATDetector
-from deepfake_cli.model.step import LossWeights, mat_training_step
-from deepfake_cli.shards import rank_positions
+from deepfake_cli.model.step import mat_training_step
 from deepfake_cli.training import distributed
 from deepfake_cli.training.checkpoint import (
-    find_imagenet_weights,
-    init_from_weights,
-    load_imagenet_backbone,
     load_training_state,
     rng_state,
     save_model_file,
     save_training_state,
-    set_rng_state,
     state_path,
+    training_provenance,
 )
 from deepfake_cli.training.config import STAGE_NAMES, TrainConfig, save_config
-from deepfake_cli.training.data import (
-    FAKE,
-    REAL,
-    CropDataset,
-    FacesData,
-    Sample,
-    Transform,
-    class_weights,
-    epoch_plan,
-    make_loader,
-    model_input_margin,
+from deepfake_cli.training.data import FacesData
+from deepfake_cli.training.evaluate import validate, validation_samples
+from deepfake_cli.training.runlog import EpochProgress, RunLog, describe_run, epoch_line
+from deepfake_cli.training.setup import (
+    Trainee,
+    build_model,
+    build_trainee,
+    check_training_data,
+    configure_backends,
+    epoch_loader,
+    loss_weights,
+    model_preprocessing,
+    restore_training_state,
+    seed_epoch,
 )
-from deepfake_cli.training.evaluate import predict
-from deepfake_cli.training.metrics import flatten, frame_and_video_metrics
 
 LOSS_PARTS = ("loss", "ce", "ril", "agda_ce", "match")
 #: Validation metric that picks best.safetensors (never computed on a test split).
@@ -91,15 +85,13 @@ def run_training(
         distributed.teardown(runtime)
 
 
-def _run(config: TrainConfig, runtime, resume: bool, console: Console) -> TrainingResult:
+def _run(
+    config: TrainConfig, runtime: distributed.Runtime, resume: bool, console: Console
+) -> TrainingResult:
     run_dir = Path(config.out)
     if not runtime.is_main:
         console = Console(quiet=True)  # rank 0 alone prints
-    say = console.print
-    if config.deterministic:
-        _use_deterministic_algorithms()
-    elif runtime.device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest
+    configure_backends(config, runtime.device)
 
     state = load_training_state(run_dir) if resume else None
     if state is None and state_path(run_dir).exists():
@@ -108,12 +100,14 @@ def _run(config: TrainConfig, runtime, resume: bool, console: Console) -> Traini
             "another --out."
         )
     data = FacesData.load(config.data)
-    _check_training_data(data, config)
+    check_training_data(data, config)
     if runtime.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / "config.toml")
-    log = RunLog(run_dir, enabled=runtime.is_main, resume_after=_resume_point(state))
-    say(f"[bold]mattn train[/bold]: {data.describe()}; {_describe_runtime(config, runtime)}")
+    # The last epoch whose state was saved, (stage, 1-based epoch): later log rows are dropped.
+    resume_after = None if state is None else (state["stage"], state["epoch"] + 1)
+    log = RunLog(run_dir, enabled=runtime.is_main, resume_after=resume_after)
+    console.print(f"[bold]mattn train[/bold]: {data.describe()}; {describe_run(config, runtime)}")
 
     result = TrainingResult(run_dir=run_dir)
     epoch_offset = 0  # epochs of earlier stages, so TensorBoard's x axis runs on (as the authors')
@@ -138,14 +132,8 @@ def _run(config: TrainConfig, runtime, resume: bool, console: Console) -> Traini
             epoch_offset += stage_epochs
     finally:
         log.close()
-    say(
-        f"done: {result.last}"
-        + (
-            f", best {BEST_METRIC} = {result.best_metric:.4f} in {result.best}"
-            if result.best_metric is not None
-            else ""
-        )
-    )
+    best = f", best {BEST_METRIC} = {result.best_metric:.4f} in {result.best}"
+    console.print(f"done: {result.last}" + (best if result.best_metric is not None else ""))
     return result
 
 
@@ -163,171 +151,65 @@ def train_stage(
 ) -> TrainingResult:
     """One stage of the recipe, from its first (or resumed) epoch to its last."""
     stage_config = config.stage_config(stage)
-    device = runtime.device
     say = console.print
     result.last = result.best = result.best_metric = None  # this stage's files from now on
     # The last stage writes into RUN_DIR; an earlier one into RUN_DIR/stage<N>/.
     out_dir = result.run_dir if stage == config.stages[-1] else result.run_dir / f"stage{stage}"
 
-    # --- model: the stage's network, and where its weights start -----------------------------
-    torch.manual_seed(config.seed)  # identical initial weights on every rank
-    model = MATDetector(config.model_config(stage))
-    if resume_state is None:
-        say(f"{STAGE_NAMES[stage]}: {_initialise(model, config, stage, result.run_dir)}")
-    else:
-        model.load_state_dict(resume_state["model"])
-    if config.bn_momentum is not None:
-        for module in model.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                module.momentum = config.bn_momentum
-    if model.config.variant == "mat":
-        # The backbone's own classifier is only stage 1's head; frozen, it is left out of the
-        # optimiser and of DDP's gradient reduction (no find_unused_parameters needed).
-        model.backbone._fc.requires_grad_(False)
-    channels_last = device.type == "cuda"
-    model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
-    train_model = distributed.wrap_model(model, runtime)
-    model = train_model.module if runtime.distributed else train_model
-
-    # --- optimiser and schedule: fresh for every stage, as the authors -------------------------
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=stage_config.lr,
-        betas=stage_config.betas,
-        weight_decay=stage_config.weight_decay,
+    # --- setup: the stage's network and where its weights start; a fresh optimiser and
+    # schedule (as the authors), or on resume the ones saved after the last finished epoch.
+    model, initialised = build_model(
+        config, stage, resume_state=resume_state, run_dir=result.run_dir
     )
-    scheduler = torch.optim.lr_scheduler.StepLR(
-        optimizer, step_size=stage_config.lr_step_epochs, gamma=stage_config.lr_gamma
-    )
-    precision = Precision.choose(config.amp, device)
-    # fp16 needs loss scaling against underflowing gradients; bf16 and fp32 do not.
-    scaler = torch.amp.GradScaler(device.type, enabled=precision.dtype == torch.float16)
+    if initialised is not None:
+        say(f"{STAGE_NAMES[stage]}: {initialised}")
+    trainee = build_trainee(model, config, stage_config, runtime)
+    model = trainee.model  # the network itself, also under DDP: validated, digested, saved
     start_epoch, best_metric = 0, None
     if resume_state is not None:
-        optimizer.load_state_dict(resume_state["optimizer"])
-        scheduler.load_state_dict(resume_state["scheduler"])
-        scaler.load_state_dict(resume_state["scaler"])
-        start_epoch, best_metric = resume_state["epoch"] + 1, resume_state["best_metric"]
-        rngs = resume_state["rng"]
-        if len(rngs) == runtime.world_size:
-            set_rng_state(rngs[runtime.rank])
+        start_epoch, best_metric = restore_training_state(trainee, resume_state, runtime)
         say(f"{STAGE_NAMES[stage]}: resuming after epoch {start_epoch} of {stage_config.epochs}")
-
-    loss_weights = LossWeights(
-        cross_entropy=config.loss_ce,
-        regional_independence=config.loss_ril,
-        agda_cross_entropy=config.loss_agda_ce,
-        match=config.loss_match,
-    )
-    train_transform = Transform(
-        input_size=config.model_input_size,
-        mean=config.mean,
-        std=config.std,
-        train=True,
-        hflip=config.hflip,
-        augment=config.augment,
-        max_crop_slack=config.max_crop_slack,
-    )
-    val_samples = _validation_samples(data, config)
+    # The model's training step: (model, images, labels) -> the loss to minimise and its parts.
+    model_step = partial(mat_training_step, weights=loss_weights(config), use_agda=config.agda)
+    val_samples = validation_samples(data, config)
     if not val_samples:
         say("[yellow]note: no 'val' split: no validation metrics and no best.safetensors[/yellow]")
-    preprocessing = config.preprocessing(
-        model_input_margin(
-            data.stored_margin() or config.margin_ratio or 1.3,
-            data.stored_side(),
-            config.model_input_size,
-            config.max_crop_slack,
-        )
-    )
+    preprocessing = model_preprocessing(config, data)
 
     for epoch in range(start_epoch, stage_config.epochs):
         started = time.perf_counter()
-        _seed_epoch(config.seed, stage, epoch, runtime.rank)
+        # Every random draw of the epoch derives from (seed, stage, epoch, rank): resumable.
+        seed_epoch(config.seed, stage, epoch, runtime.rank)
+        lr = trainee.optimizer.param_groups[0]["lr"]  # the rate this epoch trains with
 
-        # --- data: this epoch's frames per video, balanced and shuffled; this rank's shard
-        plan = epoch_plan(
-            data.records,
-            split="train",
-            frames_per_video=config.frames_per_video,
-            epoch=epoch,
-            seed=config.seed,
-            self_blend=config.synthetic_fakes == "self-blend",
-            balance=not config.class_weighted,
-            shuffle=True,
-        )
-        step_options = {}
-        if config.class_weighted:
-            step_options["class_weights"] = class_weights(plan, data.records).to(device)
-        positions = rank_positions(len(plan), runtime.rank, runtime.world_size)
-        loader = make_loader(
-            CropDataset(data.records, plan, train_transform, seed=config.seed, epoch=epoch),
-            positions,
-            batch_size=stage_config.batch_size,
-            workers=config.workers,
-            # Equal batch counts on every rank (DDP), and no batch of one image (BatchNorm).
-            drop_last=len(positions) >= stage_config.batch_size,
-            pin_memory=device.type == "cuda",
-        )
-        lr = optimizer.param_groups[0]["lr"]
-        progress = EpochProgress(
-            console,
-            enabled=runtime.is_main,
-            total=len(loader),
-            title=f"stage {stage} epoch {epoch + 1}/{stage_config.epochs}",
-        )
+        # --- data: this epoch's frames per video, balanced and shuffled (or unbalanced, with
+        # class weights for the loss); this rank's shard of them
+        loader, class_weights = epoch_loader(config, data, runtime, epoch, stage_config.batch_size)
 
-        # --- forward, losses, backward, step
-        model.train()
-        sums: dict[str, float] = {}
-        seen = 0
-        for images, labels, _ in loader:
-            images = images.to(device, non_blocking=True)
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            labels = labels.to(device, non_blocking=True)
-            with precision.autocast():
-                parts = mat_training_step(
-                    train_model,
-                    images,
-                    labels,
-                    weights=loss_weights,
-                    use_agda=config.agda,
-                    **step_options,
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(parts["loss"]).backward()
-            scaler.step(optimizer)
-            scaler.update()
-
-            batch = labels.shape[0]
-            seen += batch
-            for name in LOSS_PARTS:
-                if name in parts:
-                    sums[name] = sums.get(name, 0.0) + float(parts[name].detach()) * batch
-            progress.advance(
-                {name: value / seen for name, value in sums.items()},
-                images=batch * runtime.world_size,
-            )
-        progress.close()
+        # --- forward, losses, backward, step: batch by batch, see `train_one_epoch`
+        title = f"stage {stage} epoch {epoch + 1}/{stage_config.epochs}"
+        progress = EpochProgress(console, enabled=runtime.is_main, total=len(loader), title=title)
+        step = partial(model_step, class_weights=class_weights)
+        sums, seen = train_one_epoch(trainee, loader, step, runtime, progress)
         train_seconds = time.perf_counter() - started
 
         # --- end of epoch: the schedule steps, the RIL centres move more slowly
-        scheduler.step()
+        trainee.scheduler.step()
         if model.config.variant == "mat":
             model.regional_loss.decay_alpha(config.ril_alpha_decay)
         losses, images_total = distributed.mean_over_ranks(sums, seen, runtime)
 
-        # --- validate: frame- and video-level AUC, accuracy, log-loss on the val split
-        val_metrics = _validate(model, data, val_samples, config, runtime, precision, channels_last)
+        # --- evaluate: frame- and video-level AUC, accuracy, log-loss on the val split
+        val_metrics = validate(trainee, data, val_samples, config, runtime)
         metric = val_metrics.get(BEST_METRIC)
         improved = metric is not None and (best_metric is None or metric > best_metric)
         if improved:
             best_metric = metric
 
         # --- checkpoint and log: weights, then the log row, then the training state, which
-        # is the resume point (a resumed run drops log rows after it). Rank 0 writes.
+        # is the resume point (a resumed run drops log rows after it). Rank 0 writes, but
+        # every rank takes part in gathering the RNG states and the digests.
         rngs = distributed.gather_objects(rng_state(), runtime)
-        sync = _rank_digests(model, runtime)
         row = {
             "stage": stage,
             "epoch": epoch + 1,
@@ -338,24 +220,24 @@ def train_stage(
             "images_per_s": images_total / max(train_seconds, 1e-9),
             "seconds": time.perf_counter() - started,
             "best": improved,
-            **sync,
+            **_rank_digests(model, runtime),
         }
         if runtime.is_main:
-            provenance = _provenance(config, data, stage, epoch, val_metrics)
-            weights = dict(
+            provenance = training_provenance(config, data, stage, epoch, val_metrics)
+            metadata = dict(
                 preprocessing=preprocessing, provenance=provenance, training_config=config.to_dict()
             )
-            result.last = save_model_file(model, out_dir / "last.safetensors", **weights)
+            result.last = save_model_file(model, out_dir / "last.safetensors", **metadata)
             if improved:
-                result.best = save_model_file(model, out_dir / "best.safetensors", **weights)
+                result.best = save_model_file(model, out_dir / "best.safetensors", **metadata)
                 result.best_metric = best_metric
             log.write(row)
             save_training_state(
                 result.run_dir,
                 model=model,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                scaler=scaler,
+                optimizer=trainee.optimizer,
+                scheduler=trainee.scheduler,
+                scaler=trainee.scaler,
                 stage=stage,
                 epoch=epoch,
                 best_metric=best_metric,
@@ -363,7 +245,7 @@ def train_stage(
                 rng_states=rngs,
             )
         result.history.append(row)
-        say(_epoch_line(row))
+        say(epoch_line(row))
         distributed.barrier(runtime)
     # A resumed stage may have written its files before the interruption.
     for name in ("last", "best"):
@@ -374,333 +256,55 @@ def train_stage(
     return result
 
 
-# --- the blocks the loop calls ------------------------------------------------------------------
+def train_one_epoch(
+    trainee: Trainee,
+    loader: DataLoader,
+    step: Callable[..., dict[str, torch.Tensor]],
+    runtime: distributed.Runtime,
+    progress: EpochProgress,
+) -> tuple[dict[str, float], int]:
+    """One pass over this rank's batches -> (each loss part summed over its images, images).
 
-
-def _initialise(model: MATDetector, config: TrainConfig, stage: int, run_dir: Path) -> str:
-    """Where a fresh stage's weights come from; returns one line saying so."""
-    first_stage = stage == config.stages[0]
-    if config.init and first_stage:
-        return init_from_weights(model, config.init)
-    if stage == 2 and not first_stage:
-        # The recipe: MAT starts from stage 1's backbone (its last epoch, as the authors).
-        return init_from_weights(model, run_dir / "stage1" / "last.safetensors")
-    path = config.backbone_weights or find_imagenet_weights(config.backbone)
-    if path:
-        return load_imagenet_backbone(model, path)
-    return (
-        "[yellow]no ImageNet weights given or found in torch hub's cache: the backbone starts "
-        "from RANDOM weights[/yellow] (pass --backbone-weights PATH to an efficientnet-pytorch "
-        f"{config.backbone} .pth; nothing is downloaded)"
-    )
-
-
-def _validation_samples(data: FacesData, config: TrainConfig) -> list[Sample]:
-    """The val split's crops (fixed frames); with self-blend and no real fakes in val, a fixed
-    self-blended fake of every real crop, so validation AUC means something and stays stable."""
-    counts = data.count_videos("val")
-    self_blend = config.synthetic_fakes == "self-blend" and counts[FAKE] == 0
-    return epoch_plan(
-        data.records,
-        split="val",
-        frames_per_video=config.val_frames_per_video or 1 << 30,
-        epoch=0,
-        seed=config.seed,
-        self_blend=self_blend,
-        balance=False,
-        shuffle=False,
-    )
-
-
-def _validate(model, data, samples, config, runtime, precision, channels_last) -> dict:
-    if not samples:
-        return {}
-    transform = Transform(
-        input_size=config.model_input_size,
-        mean=config.mean,
-        std=config.std,
-        max_crop_slack=config.max_crop_slack,
-    )
-    loader = make_loader(
-        CropDataset(data.records, samples, transform, seed=config.seed),
-        rank_positions(len(samples), runtime.rank, runtime.world_size),
-        batch_size=config.eval_batch_size,
-        workers=config.workers,
-        drop_last=False,
-    )
-    positions, probabilities = predict(
-        model, loader, runtime.device, autocast_dtype=precision.dtype, channels_last=channels_last
-    )
-    scores: dict[int, float] = {}
-    mine = list(zip(positions, probabilities, strict=True))
-    for part in distributed.gather_objects(mine, runtime):
-        scores.update(part)  # the padding of the shards repeats a few positions: same scores
-    order = sorted(scores)
-    metrics = frame_and_video_metrics(
-        [samples[i].video(data.records) for i in order],
-        [samples[i].label(data.records) for i in order],
-        [scores[i] for i in order],
-    )
-    return flatten(metrics, prefix="val_")
-
-
-def _check_training_data(data: FacesData, config: TrainConfig) -> None:
-    counts = data.count_videos("train")
-    if counts[REAL] + counts[FAKE] == 0:
-        raise UsageError(f"{data.root} has no crops in the 'train' split.")
-    self_blend = config.synthetic_fakes == "self-blend"
-    if counts[FAKE] == 0 and not self_blend:
-        raise UsageError(
-            f"the train split of {data.root} has only real videos; add fake videos or pass "
-            "--synthetic-fakes self-blend."
-        )
-    if counts[REAL] == 0:
-        raise UsageError(f"the train split of {data.root} has no real videos.")
-
-
-def _provenance(
-    config: TrainConfig, data: FacesData, stage: int, epoch: int, val_metrics: dict
-) -> Provenance:
-    counts = data.count_videos("train")
-    fakes = f"{counts[FAKE]} fake"
-    if config.synthetic_fakes == "self-blend":
-        fakes += " + self-blended fakes of the real crops"
-    stage_config = config.stage_config(stage)
-    return Provenance(
-        name=config.model_name(),
-        source=(
-            f"trained by mattn train on {data.root.name}, {counts[REAL] + counts[FAKE]} "
-            f"videos ({counts[REAL]} real, {fakes})"
-        ),
-        trained_on=data.describe(),
-        demo=config.demo,
-        metrics={
-            "stage": stage,
-            "epoch": epoch + 1,
-            **{key: value for key, value in val_metrics.items() if value is not None},
-        },
-        notes=(
-            f"recipe {config.recipe}, {STAGE_NAMES[stage]}: epoch {epoch + 1} of "
-            f"{stage_config.epochs}, batch {stage_config.batch_size}, AdamW lr "
-            f"{stage_config.lr:g}, seed {config.seed}"
-        ),
-    )
-
-
-def _rank_digests(model: MATDetector, runtime) -> dict:
-    """Under DDP: every rank's digest of its RIL centres and parameters (they must agree)."""
-    if not runtime.distributed:
-        return {}
-    digests = {"parameters": _digest([p for p in model.parameters()])}
-    if model.config.variant == "mat":
-        digests["ril_centers"] = _digest([model.regional_loss.feature_centers])
-    gathered = distributed.gather_objects(digests, runtime)
-    row = {f"{name}_sha256_per_rank": [g[name] for g in gathered] for name in digests}
-    row["ranks_in_sync"] = all(g == gathered[0] for g in gathered)
-    return row
-
-
-def _digest(tensors) -> str:
-    digest = hashlib.sha256()
-    for tensor in tensors:
-        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
-# --- precision, seeding, determinism -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Precision:
-    """Autocast dtype (None = fp32) for a device."""
-
-    device_type: str
-    dtype: torch.dtype | None = None
-
-    @classmethod
-    def choose(cls, amp: bool | None, device: torch.device) -> Precision:
-        if amp is None:
-            amp = device.type == "cuda"  # AMP on CPU is slower than fp32 on most CPUs
-        if not amp:
-            return cls(device.type)
-        if device.type == "cuda":
-            bf16 = torch.cuda.is_bf16_supported()
-            return cls("cuda", torch.bfloat16 if bf16 else torch.float16)
-        return cls(device.type, torch.bfloat16 if device.type == "cpu" else torch.float16)
-
-    def autocast(self):
-        return torch.autocast(self.device_type, dtype=self.dtype) if self.dtype else nullcontext()
-
-
-def _seed_epoch(seed: int, stage: int, epoch: int, rank: int) -> None:
-    """Reseed the global RNGs (dropout, AGDA) from (seed, stage, epoch, rank)."""
-    value = int(np.random.SeedSequence([seed, stage, epoch, rank]).generate_state(1)[0])
-    random.seed(value)
-    np.random.seed(value)
-    torch.manual_seed(value)
-
-
-def _use_deterministic_algorithms() -> None:
-    # cuBLAS needs a fixed workspace for reproducible matrix products.
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    # warn_only: some CUDA kernels (e.g. bilinear upsampling's backward) have no deterministic
-    # version; they warn instead of stopping the run. On CPU every op here is deterministic.
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.benchmark = False
-
-
-def _resume_point(state: dict | None) -> tuple[int, int] | None:
-    return None if state is None else (state["stage"], state["epoch"] + 1)
-
-
-def _describe_runtime(config: TrainConfig, runtime) -> str:
-    precision = Precision.choose(config.amp, runtime.device)
-    text = f"device {runtime.device}"
-    if runtime.distributed:
-        text += f" x {runtime.world_size} processes"
-    text += f", {'fp32' if precision.dtype is None else str(precision.dtype).split('.')[-1]}"
-    stages = " + ".join(
-        f"{STAGE_NAMES[s]} {config.stage_config(s).epochs} epochs" for s in config.stages
-    )
-    return f"{text}; {stages}"
-
-
-def _epoch_line(row: dict) -> str:
-    parts = [f"stage {row['stage']} epoch {row['epoch']}", f"loss {row['loss']:.4f}"]
-    for name in ("ce", "ril", "agda_ce", "match"):
-        if name in row:
-            parts.append(f"{name} {row[name]:.4f}")
-    for name in ("val_frame_auc", "val_video_auc", "val_video_acc"):
-        if row.get(name) is not None:
-            parts.append(f"{name} {row[name]:.4f}")
-    parts.append(f"{row['images_per_s']:.1f} img/s, {row['seconds']:.0f} s")
-    return " | ".join(parts) + (" [green](best)[/green]" if row["best"] else "")
-
-
-# --- logs: log.csv, log.jsonl, TensorBoard, the progress bar ------------------------------------
-
-LOG_COLUMNS = (
-    "stage",
-    "epoch",
-    "global_epoch",
-    "lr",
-    "loss",
-    "ce",
-    "ril",
-    "agda_ce",
-    "match",
-    "val_frame_auc",
-    "val_video_auc",
-    "val_frame_acc",
-    "val_video_acc",
-    "val_frame_log_loss",
-    "val_video_log_loss",
-    "val_video_ap",
-    "val_video_eer",
-    "images_per_s",
-    "seconds",
-    "best",
-)
-
-
-class RunLog:
-    """One row per epoch in log.csv and log.jsonl, scalars in RUN_DIR/tensorboard (rank 0).
-
-    On resume, rows after the resume point (an epoch whose state was never saved) are dropped
-    so the logs read as one uninterrupted run.
+    `step(model, images, labels)` returns the loss to minimise as "loss" and its named parts.
     """
+    trainee.model.train()
+    sums: dict[str, float] = {}
+    seen = 0
+    for images, labels, _ in loader:
+        # --- data: the batch on the device, in the weights' memory format
+        images = images.to(runtime.device, non_blocking=True)
+        if trainee.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        labels = labels.to(runtime.device, non_blocking=True)
 
-    def __init__(self, run_dir: Path, *, enabled: bool, resume_after: tuple[int, int] | None):
-        self.enabled = enabled
-        self.csv_path = run_dir / "log.csv"
-        self.jsonl_path = run_dir / "log.jsonl"
-        self.writer = None
-        if not enabled:
-            return
-        rows = self._read_rows() if resume_after else []
-        rows = [r for r in rows if (r["stage"], r["epoch"]) <= resume_after] if rows else []
-        with open(self.jsonl_path, "w", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(row) + "\n" for row in rows)
-        with open(self.csv_path, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            print("note: the `tensorboard` package is not installed: no TensorBoard events")
-            return
-        purge = rows[-1]["global_epoch"] + 1 if rows else None
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=purge)
+        # --- forward and losses, in the run's precision (autocast: bf16 or fp16, or fp32)
+        with trainee.precision.autocast():
+            parts = step(trainee.train_model, images, labels)
 
-    def _read_rows(self) -> list[dict]:
-        if not self.jsonl_path.is_file():
-            return []
-        with open(self.jsonl_path, encoding="utf-8") as handle:
-            return [json.loads(line) for line in handle if line.strip()]
+        # --- backward and step: under DDP backward also averages the gradients over ranks;
+        # the scaler guards fp16 gradients against underflow (a no-op in bf16 and fp32).
+        trainee.optimizer.zero_grad(set_to_none=True)
+        trainee.scaler.scale(parts["loss"]).backward()
+        trainee.scaler.step(trainee.optimizer)
+        trainee.scaler.update()
 
-    def write(self, row: dict) -> None:
-        if not self.enabled:
-            return
-        with open(self.jsonl_path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(row) + "\n")
-        with open(self.csv_path, "a", newline="", encoding="utf-8") as handle:
-            csv.DictWriter(handle, fieldnames=LOG_COLUMNS, extrasaction="ignore").writerow(row)
-        if self.writer is not None:
-            for name, value in row.items():
-                if (
-                    name not in ("stage", "epoch", "global_epoch", "best")
-                    and isinstance(value, int | float)
-                    and value is not None
-                ):
-                    group = "val" if name.startswith("val_") else "train"
-                    self.writer.add_scalar(
-                        f"{group}/{name.removeprefix('val_')}", value, row["global_epoch"]
-                    )
-            self.writer.flush()
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
-class EpochProgress:
-    """A rich progress bar (loss parts, images/s, ETA) when printing to a terminal."""
-
-    def __init__(self, console: Console, *, enabled: bool, total: int, title: str) -> None:
-        self.bar = None
-        self.started = time.perf_counter()
-        self.images = 0
-        if not (enabled and console.is_terminal):
-            return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
+        # --- log: running per-image means of the loss parts on the progress bar
+        batch = labels.shape[0]
+        seen += batch
+        for name in LOSS_PARTS:
+            if name in parts:
+                sums[name] = sums.get(name, 0.0) + float(parts[name].detach()) * batch
+        progress.advance(
+            {name: value / seen for name, value in sums.items()},
+            images=batch * runtime.world_size,
         )
+    progress.close()
+    return sums, seen
 
-        self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[status]}"),
-            console=console,
-            transient=True,
-        )
-        self.task = self.bar.add_task(title, total=total, status="")
-        self.bar.start()
 
-    def advance(self, losses: dict[str, float], images: int) -> None:
-        self.images += images
-        if self.bar is None:
-            return
-        rate = self.images / max(time.perf_counter() - self.started, 1e-9)
-        status = " ".join(f"{name} {value:.3f}" for name, value in losses.items())
-        self.bar.update(self.task, advance=1, status=f"{status} | {rate:.1f} img/s")
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+def _rank_digests(model: MATDetector, runtime: distributed.Runtime) -> dict:
+    """Under DDP: every rank's digest of its parameters and RIL centres (they must agree)."""
+    groups: dict[str, Iterable[torch.Tensor]] = {"parameters": model.parameters()}
+    if model.config.variant == "mat":
+        groups["ril_centers"] = [model.regional_loss.feature_centers]
+    return distributed.rank_digests(groups, runtime)

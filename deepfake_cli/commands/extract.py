@@ -1,4 +1,4 @@
-"""`mattn extract-faces DATASET -o FACES`: the command; the work is `extract.extract_faces`."""
+"""`mattn extract-faces DATASET -o FACES`: the work is `extract.extract_faces`."""
 
 from __future__ import annotations
 
@@ -8,10 +8,27 @@ from typing import Annotated
 
 import typer
 
-from deepfake_cli.command_errors import user_errors
+from deepfake_cli.commands._errors import user_errors
+from deepfake_cli.commands._help import epilog
+from deepfake_cli.model.config import DEFAULT_MARGIN_RATIO
 
 # How many skipped videos the command names before pointing at summary.json.
 _SKIPPED_SHOWN = 5
+
+EXTRACT_EPILOG = epilog(
+    [
+        "mattn extract-faces /data/FaceForensics++ -o faces/ --splits /data/ff-splits",
+        "mattn extract-faces /data/Celeb-DF-v2 -o faces/ --workers 4",
+        "# Your own videos in real/ and fake/ folders, as JPEG crops:",
+        "mattn extract-faces my-videos/ -o faces/ --format jpg",
+        "# One slice per array job, all writing one faces folder:",
+        "mattn extract-faces /data/dfdc -o faces/ --shard 2/16",
+    ],
+    notes=[
+        "The output folder holds crops/, manifest.csv (one row per crop: video, label, method, "
+        "split) and summary.json; `mattn train --data` reads it."
+    ],
+)
 
 
 @user_errors
@@ -61,7 +78,7 @@ def extract_faces_command(
     margin_ratio: Annotated[
         float,
         typer.Option("--margin", help="Crop square side over the face box's longer side."),
-    ] = 1.3,
+    ] = DEFAULT_MARGIN_RATIO,
     align: Annotated[
         bool,
         typer.Option("--align", help="Rotate crops so the eyes are level (match your weights)."),

@@ -1,8 +1,4 @@
-"""`mattn train` and `mattn evaluate`: parse options, call one function, report.
-
-Registered in cli.py as `app.command("train")(train_command)` and
-`app.command("evaluate")(evaluate_command)`.
-"""
+"""`mattn train` and `mattn evaluate`: the work is `training.loop` and `training.evaluate`."""
 
 from __future__ import annotations
 
@@ -15,16 +11,39 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from deepfake_cli.command_errors import user_errors
+from deepfake_cli.commands._errors import user_errors
+from deepfake_cli.commands._help import WEIGHTS_ENV, epilog
 from deepfake_cli.errors import UsageError
 
-TRAIN_EPILOG = (
-    "Settings: defaults = the authors' recipe; a --config TOML file overrides them; options "
-    "override the file. --epochs, --batch-size and --lr apply to every stage this command "
-    "trains (set the stages apart with [stage1] / [stage2] tables in the TOML file). "
-    "RUN_DIR gets last.safetensors, best.safetensors (by validation video AUC), state/, "
-    "log.csv, log.jsonl, tensorboard/ and config.toml. Multi-GPU: torchrun "
-    "--nproc_per_node=N -m deepfake_cli train ..."
+TRAIN_EPILOG = epilog(
+    [
+        "# The authors' recipe: stage 1 (backbone), then stage 2 (MAT):",
+        "mattn train --data faces/ --out runs/b4",
+        "mattn train --data faces/ --out runs/b4 --config b4.toml --lr 5e-5",
+        "mattn train --data faces/ --out runs/b4 --resume",
+        "# Only real videos: self-blended fakes made on the fly:",
+        "mattn train --data faces/ --out runs/sbi --synthetic-fakes self-blend",
+        "# Several GPUs, one process each:",
+        "torchrun --nproc_per_node=4 -m deepfake_cli train --data faces --out runs/b4",
+    ],
+    notes=[
+        "Settings: defaults = the authors' recipe; a --config TOML file overrides them; options "
+        "override the file. --epochs, --batch-size and --lr apply to every stage this command "
+        "trains (set the stages apart with [stage1] / [stage2] tables in the TOML file).",
+        "RUN_DIR gets last.safetensors, best.safetensors (by validation video AUC), state/, "
+        "log.csv, log.jsonl, tensorboard/ and config.toml.",
+    ],
+)
+EVALUATE_EPILOG = epilog(
+    [
+        "mattn evaluate --data faces/ --weights runs/b4/best.safetensors",
+        "mattn evaluate --data faces/ --weights b4.safetensors --format json",
+        "mattn evaluate --data faces/ --weights b4.safetensors --roc roc.png",
+    ],
+    notes=[
+        "Video scores aggregate the frame scores of each video (--aggregate); methods are the "
+        "manipulation methods of the manifest (Deepfakes, Face2Face, ...)."
+    ],
 )
 
 
@@ -112,10 +131,12 @@ def train_command(
     ] = None,
 ) -> None:
     """Train a MAT detector on a faces folder (the authors' two-stage recipe by default)."""
-    from deepfake_cli.training.config import load_saved_config, resolve_config
+    # Imported here so that `mattn --help` does not load torch.
+    from deepfake_cli.training.config import resolve_run_config
     from deepfake_cli.training.loop import run_training
 
-    options = {
+    # Only what was given (None = not given); settings are TOML values, so paths become text.
+    given = {
         "data": data,
         "out": out,
         "recipe": recipe,
@@ -140,14 +161,9 @@ def train_command(
         "demo": demo,
     }
     options = {
-        key: str(value) if isinstance(value, Path) else value for key, value in options.items()
+        key: str(value) if isinstance(value, Path) else value for key, value in given.items()
     }
-    saved = None
-    if resume:
-        saved = load_saved_config(out)
-        if saved is None:
-            raise UsageError(f"--resume: {out} has no config.toml (nothing to resume).")
-    settings = resolve_config(options, config_file=config, saved=saved)
+    settings = resolve_run_config(options, config_file=config, resume=resume)
     run_training(settings, resume=resume)
 
 
@@ -158,7 +174,8 @@ def evaluate_command(
         Path, typer.Option(help="Faces folder written by `mattn extract-faces` (manifest.csv).")
     ],
     weights: Annotated[
-        Path, typer.Option(help="mattn .safetensors weights (or the authors' .pth).")
+        Path,
+        typer.Option(envvar=WEIGHTS_ENV, help="mattn .safetensors weights (or the authors' .pth)."),
     ],
     split: Annotated[str, typer.Option(help="Split to evaluate: train, val or test.")] = "test",
     aggregate: Annotated[
@@ -176,6 +193,7 @@ def evaluate_command(
     workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 0,
 ) -> None:
     """Frame- and video-level AUC, ACC, log-loss, EER and AP, overall and per method."""
+    from deepfake_cli.files import write_atomically
     from deepfake_cli.training.evaluate import evaluate
 
     if output_format not in ("table", "json"):
@@ -192,8 +210,6 @@ def evaluate_command(
     )
     text = json.dumps(report, indent=2, allow_nan=False)
     if output is not None:
-        from deepfake_cli.files import write_atomically
-
         write_atomically(output, text + "\n")
     if output_format == "json":
         print(text)

@@ -1,29 +1,22 @@
-"""`mattn report RESULTS.jsonl -o DIR`: HTML reports for a finished scan.
+"""Reports for a finished scan (`mattn report RESULTS -o DIR`): results file in, pages out.
 
-The work is `deepfake_cli.report.html.build_reports`; this module reads the results, finds the
-weights that produced them, and turns domain errors into one sentence and an exit code. The
-results must carry per-frame details (`mattn scan --details`), and the videos must still be
-where the results say.
+A scan's results say which model scored them (name and sha256), so the attention maps of a
+report are only drawn with those weights. The results must carry per-frame details
+(`mattn scan --details`), and the videos must still be where the results say. Writing the
+pages is `deepfake_cli.report.html.build_reports`'s job.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-import typer
-
-from deepfake_cli.command_errors import user_errors
-from deepfake_cli.errors import EXIT_ERROR, EXIT_OK, UsageError, WeightsError
+from deepfake_cli.errors import UsageError, WeightsError
 from deepfake_cli.results import STATUS_OK, VideoResult
 
 if TYPE_CHECKING:
     from deepfake_cli.report.html import ReportSummary
-
-# How many videos without crops the command names before it only counts them.
-_PROBLEMS_SHOWN = 5
 
 
 def load_scan_results(results_path: Path) -> list[VideoResult]:
@@ -32,7 +25,7 @@ def load_scan_results(results_path: Path) -> list[VideoResult]:
     Raises:
         UsageError: the file is missing, holds no results, or has no per-frame details.
     """
-    from deepfake_cli.report import read_results
+    from deepfake_cli.report.writers import read_results
 
     if not results_path.is_file():
         raise UsageError(f"Results file {results_path} does not exist.")
@@ -119,7 +112,7 @@ def make_reports(
     save_attention_dir: Path | None = None,
     device: str = "auto",
 ) -> ReportSummary:
-    """Read a finished scan's results and write its HTML reports (see `write_reports`)."""
+    """Read a finished scan's results and write its HTML reports (see `build_reports`)."""
     from deepfake_cli.device import resolve_device
     from deepfake_cli.model.weights import load_detector
     from deepfake_cli.report.html import build_reports
@@ -128,55 +121,3 @@ def make_reports(
     weights_path = choose_weights(results, weights)
     model = load_detector(weights_path, device=resolve_device(device))
     return build_reports(results, output_dir, model=model, save_attention_dir=save_attention_dir)
-
-
-@user_errors
-def report_command(
-    results: Annotated[
-        Path,
-        typer.Argument(
-            help="The JSONL (or JSON) output of `mattn scan --details`.", show_default=False
-        ),
-    ],
-    *,
-    output: Annotated[
-        Path,
-        typer.Option(
-            "-o",
-            "--output",
-            help="Folder for index.html and one page per video.",
-            show_default=False,
-        ),
-    ],
-    weights: Annotated[
-        Path | None,
-        typer.Option(
-            help="The weights that scored the results (default: the default model, if it did)."
-        ),
-    ] = None,
-    save_attention: Annotated[
-        Path | None,
-        typer.Option(help="Also write each shown face's raw attention maps (.npy) and overlay."),
-    ] = None,
-    device: Annotated[
-        str, typer.Option(help="Device for the attention maps: auto, cpu, cuda, cuda:N or mps.")
-    ] = "auto",
-) -> None:
-    """Write self-contained HTML reports (verdict, attention overlays, timelines) for a scan."""
-    summary = make_reports(
-        results, output, weights=weights, save_attention_dir=save_attention, device=device
-    )
-    print(f"Wrote {len(summary.pages)} video page(s) and {summary.index_path}.")
-    if summary.attention_files:
-        print(f"Wrote {len(summary.attention_files)} attention files to {save_attention}.")
-    if summary.problems:
-        print(
-            f"{len(summary.problems)} page(s) show no face crops; the reasons are on the pages:",
-            file=sys.stderr,
-        )
-        for problem in summary.problems[:_PROBLEMS_SHOWN]:
-            print(f"  {problem}", file=sys.stderr)
-        if len(summary.problems) > _PROBLEMS_SHOWN:
-            print(f"  ... and {len(summary.problems) - _PROBLEMS_SHOWN} more", file=sys.stderr)
-        raise typer.Exit(EXIT_ERROR)
-    raise typer.Exit(EXIT_OK)

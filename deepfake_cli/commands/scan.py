@@ -1,0 +1,125 @@
+"""`mattn scan`: parse the options into a `ScanRequest`; the work is `scan.run_scan`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from deepfake_cli.commands._errors import user_errors
+from deepfake_cli.commands._help import WEIGHTS_ENV, epilog
+from deepfake_cli.errors import UsageError
+
+SCAN_EPILOG = epilog(
+    [
+        "mattn scan clip.mp4",
+        "# One JSON object per video as each finishes; a rerun skips what is done:",
+        "mattn scan videos/ --format jsonl --output results.jsonl --resume",
+        "# Paths on stdin, slice 3 of 8 of a corpus (one array job):",
+        "find /data -name '*.mp4' | mattn scan - --shard 3/8 --format csv",
+        "# The evidence: one HTML page per video, with attention maps:",
+        "mattn scan clip.mp4 --report report/",
+    ],
+    notes=[
+        "Exit codes: 0 = every file scanned and none judged FAKE; 1 = at least one judged FAKE; "
+        "2 = at least one file could not be scanned (takes precedence over 1), or a usage "
+        "error. A video without a face is reported as no_face and is not an error."
+    ],
+)
+
+
+@user_errors
+def scan_command(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Video files, folders (searched recursively), or - for paths on stdin."
+        ),
+    ],
+    *,
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            envvar=WEIGHTS_ENV,
+            help="mattn .safetensors weights or an authors' .pth (default: bundled demo).",
+        ),
+    ] = None,
+    frames: Annotated[int, typer.Option(help="Frames sampled evenly per video.")] = 32,
+    start: Annotated[float | None, typer.Option(help="Sample from this time (seconds).")] = None,
+    end: Annotated[float | None, typer.Option(help="Sample until this time (seconds).")] = None,
+    max_faces: Annotated[int, typer.Option(help="Faces scored per frame, largest first.")] = 4,
+    aggregate: Annotated[
+        str, typer.Option(help="Frame-to-video rule: mean, median, topk, confident, weighted.")
+    ] = "mean",
+    threshold: Annotated[
+        float, typer.Option(help="Fake probability at or above which a video is FAKE.")
+    ] = 0.5,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
+    batch_size: Annotated[
+        int | None, typer.Option(help="Faces per detector batch (default: tuned per device).")
+    ] = None,
+    output_format: Annotated[
+        str, typer.Option("--format", help="table (for people), json, jsonl or csv.")
+    ] = "table",
+    output: Annotated[Path | None, typer.Option(help="Write results to this file.")] = None,
+    details: Annotated[
+        bool, typer.Option(help="Add per-frame boxes and scores (json/jsonl).")
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Skip videos already in the --output JSONL file.")
+    ] = False,
+    shard: Annotated[
+        str | None, typer.Option(help="Scan only slice K of N (e.g. 1/4), for array jobs.")
+    ] = None,
+    glob: Annotated[
+        str | None, typer.Option(help="File-name pattern for folders (default: video extensions).")
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds before a video whose decoding hangs is given up.")
+    ] = 120.0,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="Write self-contained HTML reports (index.html + a page per video)."),
+    ] = None,
+    save_attention: Annotated[
+        Path | None,
+        typer.Option(help="With --report: also write attention maps (.npy) and overlays (.png)."),
+    ] = None,
+) -> None:
+    """Judge whether the faces in videos are deepfakes."""
+    # Imported here so that `mattn --help` does not load torch.
+    from deepfake_cli.scan import ScanOptions, ScanRequest, run_scan
+
+    try:
+        options = ScanOptions(
+            frames=frames,
+            start_s=start,
+            end_s=end,
+            max_faces=max_faces,
+            aggregate=aggregate,
+            threshold=threshold,
+            timeout_s=timeout if timeout > 0 else None,
+            details=details,
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    request = ScanRequest(
+        inputs=tuple(inputs),
+        options=options,
+        weights=weights,
+        device=device,
+        precision=precision,
+        batch_size=batch_size,
+        output_format=output_format,
+        output=output,
+        resume=resume,
+        shard=shard,
+        glob=glob,
+        quiet=quiet,
+        report_dir=report,
+        save_attention_dir=save_attention,
+    )
+    raise typer.Exit(run_scan(request))

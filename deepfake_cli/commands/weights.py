@@ -1,0 +1,94 @@
+"""`mattn weights import` and `mattn weights info`: the work is `model.authors`, `model.weights`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from deepfake_cli.commands._errors import user_errors
+from deepfake_cli.commands._help import epilog
+
+WEIGHTS_EPILOG = epilog(
+    [
+        "mattn weights import ff_c23_b4.pth weights/mat-b4-ffpp.safetensors",
+        "mattn weights info weights/mat-b4-ffpp.safetensors",
+    ]
+)
+IMPORT_EPILOG = epilog(
+    [
+        "mattn weights import ff_c23_b4.pth weights/mat-b4-ffpp.safetensors",
+        "mattn weights import ff_c23_b4.pth b4.safetensors --name 'MAT B4, FF++ c23'",
+    ],
+    notes=[
+        "The checkpoint is read with torch.load(weights_only=True), so no code in it runs; "
+        "the configuration is read off its tensor shapes."
+    ],
+)
+INFO_EPILOG = epilog(
+    [
+        "mattn weights info weights/mattn-demo-b0.safetensors",
+        "mattn weights info runs/b4/best.safetensors --json | jq .provenance",
+    ]
+)
+
+
+@user_errors
+def import_command(
+    checkpoint: Annotated[Path, typer.Argument(help="The authors' .pth checkpoint.")],
+    output: Annotated[Path, typer.Argument(help="Where to write the mattn .safetensors file.")],
+    *,
+    input_size: Annotated[
+        int | None, typer.Option(help="Input size the model was trained at (default: native).")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Model name recorded in the file.")] = None,
+) -> None:
+    """Convert an authors'-format MAT checkpoint (read with weights_only=True) to mattn weights."""
+    # Imported here so that `mattn --help` does not load torch.
+    from deepfake_cli.model.authors import import_and_save
+
+    written = import_and_save(checkpoint, output, input_size=input_size, name=name)
+    print(
+        f"wrote {written.path} ({written.config.backbone}, {written.num_parameters:,} parameters, "
+        f"sha256 {written.sha256})"
+    )
+
+
+@user_errors
+def info_command(
+    path: Annotated[Path, typer.Argument(help="A mattn .safetensors weights file.")],
+    *,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Show what a weights file is: config, preprocessing, provenance, parameters, sha256."""
+    from deepfake_cli.model.weights import read_weights_info
+
+    info = read_weights_info(path)
+    if as_json:
+        print(json.dumps(info.to_dict(), indent=2))
+        return
+    console = Console()
+    provenance = info.provenance
+    console.print(f"[bold]{provenance.name}[/bold]  ({info.path})", highlight=False)
+    if provenance.demo:
+        console.print(
+            "[yellow]DEMO MODEL: shows the pipeline working; not validated on deepfake "
+            "benchmarks.[/yellow]"
+        )
+    console.print(f"sha256      {info.sha256}", highlight=False)
+    console.print(f"parameters  {info.num_parameters:,}", highlight=False)
+    console.print(f"source      {provenance.source}", highlight=False)
+    console.print(f"trained on  {provenance.trained_on}", highlight=False)
+    if provenance.metrics:
+        console.print(f"metrics     {json.dumps(provenance.metrics)}", highlight=False)
+    if provenance.notes:
+        console.print(f"notes       {provenance.notes}", highlight=False)
+    console.print("model config:", highlight=False)
+    for key, value in info.config.to_dict().items():
+        console.print(f"  {key:<20}{value}", highlight=False)
+    console.print("preprocessing:", highlight=False)
+    for key, value in info.preprocessing.to_dict().items():
+        console.print(f"  {key:<20}{value}", highlight=False)
