@@ -25,13 +25,12 @@ from deepfake_cli.aggregate import check_strategy, video_verdict
 from deepfake_cli.device import prefer_passive_openmp, resolve_device
 from deepfake_cli.errors import MattnError, UsageError
 from deepfake_cli.frame_reader import FrameReader
-from deepfake_cli.results import FaceScore, FrameRecord, ModelInfo, VideoResult
+from deepfake_cli.results import FaceScore, FrameRecord, VideoResult
 from deepfake_cli.shards import in_shard, parse_shard
 from deepfake_cli.video import VIDEO_EXTENSIONS, SampledFrames
 
 if TYPE_CHECKING:
     from deepfake_cli.faces import FaceDetector
-    from deepfake_cli.model.mat import MATDetector
     from deepfake_cli.scoring import FaceScorer
 
 logger = logging.getLogger(__name__)
@@ -69,11 +68,6 @@ class ScanOptions:
             raise UsageError("--end must be after --start.")
 
 
-def model_info(model: MATDetector) -> ModelInfo:
-    provenance = model.provenance
-    return ModelInfo(name=provenance.name, sha256=model.weights_sha256, demo=bool(provenance.demo))
-
-
 class VideoScanner:
     """Holds the models (loaded once) and scans videos one after another."""
 
@@ -83,8 +77,8 @@ class VideoScanner:
         self.scorer = scorer
         self.face_detector = face_detector
         self.options = options
-        self.model = model_info(scorer.model)
-        preprocessing = scorer.model.preprocessing
+        self.model = scorer.model_info
+        preprocessing = scorer.preprocessing
         self.crop_size = preprocessing.input_size
         self.margin_ratio = preprocessing.margin_ratio
         self.align = preprocessing.align
@@ -306,6 +300,10 @@ class ScanRequest:
     device: str = "auto"
     precision: str = "auto"
     batch_size: int | None = None
+    # "auto" (onnxruntime for an .onnx file, else torch), "torch" or "onnxruntime".
+    backend: str = "auto"
+    # torch.compile the detector (pays off over hundreds of faces; see docs/model.md).
+    compile: bool = False
     output_format: str = "table"
     output: Path | None = None
     resume: bool = False
@@ -330,10 +328,10 @@ def run_scan(request: ScanRequest) -> int:
 
     from deepfake_cli.aggregate import exit_code_for
     from deepfake_cli.faces import FaceDetector
-    from deepfake_cli.model.weights import load_detector, resolve_weights_path
+    from deepfake_cli.model.weights import resolve_weights_path
     from deepfake_cli.progress import ScanProgress
     from deepfake_cli.report import completed_paths, open_sink, read_results
-    from deepfake_cli.scoring import FaceScorer, check_scoring_options
+    from deepfake_cli.scoring import check_scoring_options, open_scorer, resolve_backend
 
     if request.save_attention_dir is not None and request.report_dir is None:
         raise UsageError("--save-attention needs --report DIR.")
@@ -345,6 +343,10 @@ def run_scan(request: ScanRequest) -> int:
     device = resolve_device(request.device)
     # Before the model loads: a usage error should not take seconds.
     check_scoring_options(device, request.precision, request.batch_size)
+    weights_path = resolve_weights_path(request.weights)
+    backend = resolve_backend(request.backend, weights_path, device, request.precision)
+    if backend != "torch" and request.report_dir is not None:
+        raise UsageError("--report needs the torch backend (it draws the attention maps).")
     paths, problems = expand_inputs(request.inputs, glob=request.glob)
     paths = [path for path in paths if in_shard(path, shard)]
     problems = [problem for problem in problems if in_shard(problem[0], shard)]
@@ -368,9 +370,13 @@ def run_scan(request: ScanRequest) -> int:
         options = replace(options, details=True)
     # The decoding worker starts now, so its start-up overlaps loading the models.
     with sink, FrameReader(timeout_s=request.options.timeout_s) as reader:
-        model = load_detector(resolve_weights_path(request.weights), device=device)
-        scorer = FaceScorer(
-            model, device=device, precision=request.precision, batch_size=request.batch_size
+        scorer = open_scorer(
+            weights_path,
+            backend=backend,
+            device=device,
+            precision=request.precision,
+            batch_size=request.batch_size,
+            compile=request.compile,
         )
         scanner = VideoScanner(scorer, FaceDetector(device=device), options)
         results = []
@@ -390,7 +396,7 @@ def run_scan(request: ScanRequest) -> int:
         index_path = write_reports(
             previous + results,
             request.report_dir,
-            model=model,
+            model=scorer.model,
             save_attention_dir=request.save_attention_dir,
         )
         if not request.quiet:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from deepfake_cli.crops import normalize_crops
-from deepfake_cli.errors import UsageError
+from deepfake_cli.errors import UsageError, WeightsError
 from deepfake_cli.model.config import Preprocessing
 from deepfake_cli.model.inference import inference_form
 from deepfake_cli.model.mat import MATDetector, fake_probabilities
@@ -189,6 +189,8 @@ class OnnxFaceScorer:
 
         check_scoring_options(torch.device("cpu"), "fp32", batch_size)
         onnx_path = Path(onnx_path)
+        if not onnx_path.is_file():
+            raise WeightsError(f"Weights file {onnx_path} does not exist.")
         try:
             self.session = onnxruntime.InferenceSession(
                 str(onnx_path), providers=["CPUExecutionProvider"]
@@ -234,3 +236,45 @@ def check_crop_size(crops: np.ndarray, input_size: int) -> None:
             f"crops are {crops.shape[1]}x{crops.shape[2]}, the model expects "
             f"{input_size}x{input_size}"
         )
+
+
+def resolve_backend(backend: str, weights_path: Path, device: torch.device, precision: str) -> str:
+    """`auto` | `torch` | `onnxruntime` -> the backend that will score, or a UsageError."""
+    is_onnx = weights_path.suffix.lower() == ".onnx"
+    if backend == "auto":
+        backend = "onnxruntime" if is_onnx else "torch"
+    if backend not in BACKENDS:
+        raise UsageError(f"Unknown backend {backend!r}; use auto, {', '.join(BACKENDS)}.")
+    if backend == "torch" and is_onnx:
+        raise UsageError(f"{weights_path} is an ONNX file; score it with --backend onnxruntime.")
+    if backend == "onnxruntime":
+        if not is_onnx:
+            raise UsageError(
+                "--backend onnxruntime scores an exported .onnx file; make one with "
+                f"`mattn weights export {weights_path} OUT.onnx` and pass it as --weights."
+            )
+        if device.type != "cpu":
+            raise UsageError("--backend onnxruntime runs on the CPU; use --device cpu or auto.")
+        if precision not in ("auto", "fp32"):
+            raise UsageError("--backend onnxruntime scores in fp32; use --precision auto or fp32.")
+    return backend
+
+
+def open_scorer(
+    weights_path: Path,
+    *,
+    backend: str,
+    device: torch.device,
+    precision: str = "auto",
+    batch_size: int | None = None,
+    compile: bool = False,
+) -> FaceScorer | OnnxFaceScorer:
+    """The scorer for a resolved backend: the torch detector or an onnxruntime session."""
+    if backend == "onnxruntime":
+        return OnnxFaceScorer(weights_path, batch_size=batch_size)
+    from deepfake_cli.model.weights import load_detector
+
+    model = load_detector(weights_path, device=device)
+    return FaceScorer(
+        model, device=device, precision=precision, batch_size=batch_size, compile=compile
+    )

@@ -211,3 +211,80 @@ def test_a_missing_extra_is_one_sentence_naming_it(
     with pytest.raises(UsageError, match=r"onnxruntime.*pip install 'mattn\[onnx\]'"):
         export.export_onnx(weights_file, tmp_path / "out.onnx")
     assert not (tmp_path / "out.onnx").exists()
+
+
+# --- the command line: `weights export` and `scan --backend` ----------------------------------
+
+CLIP = Path(__file__).parent / "data" / "carphone_pristine.mp4"
+
+
+def _invoke(arguments: list[str]):
+    from typer.testing import CliRunner
+
+    from deepfake_cli.commands import app
+
+    return CliRunner().invoke(app, arguments)
+
+
+def _scan_probability(weights: Path, *extra: str) -> float:
+    import json
+
+    result = _invoke(
+        ["scan", str(CLIP), "--weights", str(weights), "--frames", "2", "--format", "json"]
+        + ["--quiet", "--device", "cpu", *extra]
+    )
+    assert result.exit_code in (0, 1), result.output
+    (record,) = json.loads(result.stdout)
+    assert record["status"] == "ok"
+    return record["fake_probability"]
+
+
+@needs_onnx
+def test_export_command_and_the_onnxruntime_backend_give_the_torch_verdicts(
+    weights_file: Path, tmp_path: Path
+) -> None:
+    onnx_path = tmp_path / "cli.onnx"
+    result = _invoke(["weights", "export", str(weights_file), str(onnx_path)])
+    assert result.exit_code == 0, result.output
+    assert onnx_path.is_file() and "max |delta p| vs torch" in result.stdout
+    torch_probability = _scan_probability(weights_file, "--precision", "fp32")
+    # An .onnx file picks the onnxruntime backend by itself; naming it gives the same.
+    assert abs(_scan_probability(onnx_path) - torch_probability) <= 1e-3
+    assert abs(_scan_probability(onnx_path, "--backend", "onnxruntime") - torch_probability) <= 1e-3
+
+
+@pytest.mark.parametrize(
+    ("backend", "suffix", "message"),
+    [
+        ("onnxruntime", ".safetensors", "scores an exported .onnx file"),
+        ("torch", ".onnx", "is an ONNX file; score it with --backend onnxruntime"),
+        ("tensorrt", ".safetensors", "Unknown backend"),
+    ],
+)
+def test_a_backend_that_cannot_score_the_weights_is_one_sentence(
+    weights_file: Path, tmp_path: Path, backend: str, suffix: str, message: str
+) -> None:
+    # The backend is checked before anything is loaded, so the .onnx file need not be one.
+    weights = weights_file if suffix == ".safetensors" else tmp_path / "model.onnx"
+    weights.touch()
+    result = _invoke(
+        ["scan", str(CLIP), "--weights", str(weights), "--backend", backend, "--quiet"]
+    )
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_scan_on_onnxruntime_without_the_extra_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    onnx_path = tmp_path / "model.onnx"
+    onnx_path.write_bytes(b"never read: the extra is checked first")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "onnxruntime" else real_find_spec(name, *args),
+    )
+    result = _invoke(["scan", str(CLIP), "--weights", str(onnx_path), "--quiet"])
+    assert result.exit_code == 2
+    assert "pip install 'mattn[onnx]'" in result.output

@@ -3,7 +3,7 @@
 One module per command group parses options and calls one domain function:
 
     scan.py      mattn scan                       -> scan.run_scan
-    weights.py   mattn weights import | info      -> model.authors, model.weights
+    weights.py   mattn weights import | info | export -> model.authors, model.weights, model.export
     extract.py   mattn extract-faces              -> extract.extract_faces
     training.py  mattn train | evaluate           -> training.loop, training.evaluate
     report.py    mattn report                     -> report.saved_results.make_reports
@@ -109,6 +109,7 @@ def main_callback(
 app.command("scan", epilog=scan.SCAN_EPILOG)(scan.scan_command)
 weights_app.command("import", epilog=weights.IMPORT_EPILOG)(weights.import_command)
 weights_app.command("info", epilog=weights.INFO_EPILOG)(weights.info_command)
+weights_app.command("export", epilog=weights.EXPORT_EPILOG)(weights.export_command)
 app.command("extract-faces", epilog=extract.EXTRACT_EPILOG)(extract.extract_faces_command)
 app.command("train", epilog=training.TRAIN_EPILOG)(training.train_command)
 app.command("evaluate", epilog=training.EVALUATE_EPILOG)(training.evaluate_command)

@@ -101,6 +101,13 @@ def extract_faces_command(
         ),
     ] = 0.1,
     split_seed: Annotated[int, typer.Option(help="Seed of the deterministic split.")] = 0,
+    group_by: Annotated[
+        str,
+        typer.Option(
+            help="Identity groups of real/fake folders: file (each alone) or name-prefix "
+            "(the file name before the first _, e.g. one person's photos)."
+        ),
+    ] = "file",
     limit: Annotated[
         int | None, typer.Option(help="Only the first N videos (originals before fakes).")
     ] = None,
@@ -143,6 +150,7 @@ def extract_faces_command(
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         seed=split_seed,
+        group_by=group_by,
         shard=shard,
         device=device,
         timeout_s=timeout_s,

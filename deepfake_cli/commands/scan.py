@@ -20,6 +20,8 @@ SCAN_EPILOG = epilog(
         "find /data -name '*.mp4' | mattn scan - --shard 3/8 --format csv",
         "# The evidence: one HTML page per video, with attention maps:",
         "mattn scan clip.mp4 --report report/",
+        "# An exported model on onnxruntime (mattn weights export):",
+        "mattn scan clip.mp4 --weights mat.onnx",
     ],
     notes=[
         "Exit codes: 0 = every file scanned and none judged FAKE; 1 = at least one judged FAKE; "
@@ -60,6 +62,19 @@ def scan_command(
     batch_size: Annotated[
         int | None, typer.Option(help="Faces per detector batch (default: tuned per device).")
     ] = None,
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="auto (onnxruntime for an .onnx --weights, else torch), torch or onnxruntime."
+        ),
+    ] = "auto",
+    compile_model: Annotated[
+        bool,
+        typer.Option(
+            "--compile",
+            help="torch.compile the detector: slower start, faster per face (large batches).",
+        ),
+    ] = False,
     output_format: Annotated[
         str, typer.Option("--format", help="table (for people), json, jsonl or csv.")
     ] = "table",
@@ -113,6 +128,8 @@ def scan_command(
         device=device,
         precision=precision,
         batch_size=batch_size,
+        backend=backend,
+        compile=compile_model,
         output_format=output_format,
         output=output,
         resume=resume,
