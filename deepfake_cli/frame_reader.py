@@ -8,7 +8,7 @@ the messages between the two, are in `decode_worker`.
 `FrameReader.read_ahead` is how a batch uses it: the next video decodes in the worker while the
 caller works on the current one.
 
-This module must stay free of torch imports (it is imported by the CLI before torch loads).
+Like `video`, this module imports no torch: `scan` imports it at the top, and must not load torch.
 """
 
 from __future__ import annotations

@@ -68,6 +68,7 @@ def list_videos(
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
     seed: int = 0,
+    group_by: str = "file",
 ) -> list[VideoEntry]:
     """Every video of the dataset at `root`, labelled and split, sorted by relative_path.
 
@@ -76,7 +77,9 @@ def list_videos(
     `splits_dir` holds FaceForensics++'s official train/val/test.json. `val_fraction` and
     `test_fraction` size the hashed split of groups without an official split; where a
     dataset's official test list is present, the groups it does not name go to train or val
-    only. `seed` changes the hashed split and nothing else.
+    only. `seed` changes the hashed split and nothing else. `group_by` ("file" or
+    "name-prefix", `folders.GROUP_BY`) says which files of plain folders share an identity
+    group; the other layouts know their groups.
     """
     root = _checked_root(root)
     if not 0.0 <= val_fraction <= 1.0 or not 0.0 <= test_fraction <= 1.0:
@@ -88,6 +91,10 @@ def list_videos(
         raise UsageError(
             f"val and test fractions add up to {val_fraction + test_fraction:g}, leaving no "
             f"room for training: expected at most 1"
+        )
+    if group_by not in folders.GROUP_BY:
+        raise UsageError(
+            f"unknown --group-by {group_by!r}: expected {' or '.join(folders.GROUP_BY)}"
         )
     if layout == "auto":
         layout = detect_layout(root)
@@ -105,18 +112,26 @@ def list_videos(
         raise UsageError(
             f"official split files only apply to FaceForensics++, but {root} is {module.NAME}"
         )
+    if group_by != "file" and layout != "folders":
+        raise UsageError(
+            f"--group-by {group_by} only applies to real/fake folders, but {root} is "
+            f"{module.NAME}, whose identity groups come from its own names"
+        )
 
     fractions = {"val_fraction": val_fraction, "test_fraction": test_fraction, "seed": seed}
     if layout == "ffpp":
         entries = ffpp.list_entries(
             root, compression=compression, splits_dir=splits_dir, **fractions
         )
+    elif layout == "folders":
+        entries = folders.list_entries(root, group_by=group_by, **fractions)
     else:
         entries = module.list_entries(root, **fractions)
     if not entries:
+        extensions = folders.FILE_EXTENSIONS if layout == "folders" else VIDEO_EXTENSIONS
         raise LayoutError(
             f"{root} looks like {module.NAME} but holds no videos: expected files ending in "
-            f"{', '.join(sorted(VIDEO_EXTENSIONS))} where the layout keeps them; found: "
+            f"{', '.join(sorted(extensions))} where the layout keeps them; found: "
             f"{describe_contents(root)}"
         )
     entries.sort(key=lambda entry: entry.relative_path)

@@ -8,6 +8,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+# Still images are one-frame videos; only layouts of plain folders list them.
+from deepfake_cli.stills import STILL_EXTENSIONS
+
 # The one list of video file endings (compared case-insensitively), shared with scan.
 from deepfake_cli.video import VIDEO_EXTENSIONS
 
@@ -45,17 +48,27 @@ def is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def is_video_name(name: str) -> bool:
-    """True if a file name looks like a video mattn should list."""
-    return not is_hidden(name) and Path(name).suffix.lower() in VIDEO_EXTENSIONS
+def is_video_name(name: str, *, include_stills: bool = False) -> bool:
+    """True if a file name looks like a video mattn should list (or a still image, if asked)."""
+    if is_hidden(name):
+        return False
+    extension = Path(name).suffix.lower()
+    return extension in VIDEO_EXTENSIONS or (include_stills and extension in STILL_EXTENSIONS)
 
 
-def video_files_in(directory: Path) -> list[Path]:
-    """The videos directly inside `directory` (not below it), sorted by name; [] if absent."""
+def video_files_in(directory: Path, *, include_stills: bool = False) -> list[Path]:
+    """The videos directly inside `directory` (not below it), sorted by name; [] if absent.
+
+    With `include_stills`, still images too: each is read as a one-frame video (`stills`).
+    """
     if not directory.is_dir():
         return []
     with os.scandir(directory) as scanned:
-        names = [item.name for item in scanned if is_video_name(item.name) and item.is_file()]
+        names = [
+            item.name
+            for item in scanned
+            if is_video_name(item.name, include_stills=include_stills) and item.is_file()
+        ]
     return [directory / name for name in sorted(names)]
 
 

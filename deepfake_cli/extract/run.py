@@ -76,6 +76,7 @@ def extract_faces(
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
     seed: int = 0,
+    group_by: str = "file",
     device: str = "cpu",
     timeout_s: float | None = 120.0,
     progress: bool = True,
@@ -86,7 +87,10 @@ def extract_faces(
     `crop_size` None means `default_crop_size()` (440). `shard` "K/N" (1-based) keeps the
     videos whose pairing key (the original's video_id for a paired fake, else its own) hashes
     to K of N, so an original and its fakes are always in the same shard; `limit` then keeps
-    the first N videos in processing order. `on_video_done(video_id, "done" | "skipped")` is
+    the first N videos in processing order. Still images in plain folders are one-frame
+    videos (`frames` and `every` do not apply to them); `group_by` "name-prefix" puts plain
+    folders' files whose names start alike ("001_a.jpg", "001_b.jpg") in one identity group,
+    hence one split. `on_video_done(video_id, "done" | "skipped")` is
     called after each video's outcome is final (its done-record is on disk); an exception it
     raises stops the run, as an interruption would.
 
@@ -129,6 +133,7 @@ def extract_faces(
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         seed=seed,
+        group_by=group_by,
     )
     resolved_layout = layout if layout != "auto" else detect_layout(dataset_root)
     plan = plan_videos(entries, shard=shard_index_count, limit=limit)
@@ -179,6 +184,11 @@ def extract_faces(
         "layout": resolved_layout,
         "compression": compression,
         "splits_dir": None if splits_dir is None else os.path.abspath(splits_dir),
+        # What decides the splits, so a faces folder says how its split was made.
+        "group_by": group_by,
+        "val_fraction": val_fraction,
+        "test_fraction": test_fraction,
+        "split_seed": seed,
         **asdict(settings),
         "limit": limit,
         "shard": shard,

@@ -24,6 +24,7 @@ from deepfake_cli.faces import Detection, FaceDetector, Track, link_tracks
 from deepfake_cli.files import write_atomically
 from deepfake_cli.frame_reader import PendingFrames
 from deepfake_cli.manifest import BOXES_FROM_ORIGINAL, BOXES_FROM_SELF
+from deepfake_cli.stills import is_still_path
 from deepfake_cli.video import SampledFrames
 
 # A crop file name as this module writes it: <person>_<frame index>.<format>.
@@ -76,11 +77,10 @@ def extract_video(
         # The same linking as scan: person ids by first appearance, at most 4 faces a frame.
         tracks = link_tracks(detections, max_faces=settings.max_faces)
     if not tracks:
-        return Outcome(
-            task.video_id,
-            done=False,
-            skip_reason=f"No face was found in the {len(sampled.frame_indices)} sampled frames.",
-        )
+        where = f"the {len(sampled.frame_indices)} sampled frames"
+        if is_still_path(task.video_path):
+            where = "the image"
+        return Outcome(task.video_id, done=False, skip_reason=f"No face was found in {where}.")
     crop_rows = _write_crops(task, sampled, tracks, boxes_from, settings, output_dir)
     write_record(
         output_dir,

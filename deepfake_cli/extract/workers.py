@@ -23,6 +23,7 @@ from deepfake_cli.extract.records import original_faces_from_record, read_record
 from deepfake_cli.extract.video_crops import Outcome, VideoTask, extract_video
 from deepfake_cli.faces import FaceDetector
 from deepfake_cli.frame_reader import FrameReader
+from deepfake_cli.stills import read_video_or_still
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def run_in_process(
         return
     detector = FaceDetector(device=run_options.device)
     settings = run_options.settings
-    with FrameReader(timeout_s=run_options.timeout_s) as reader:
+    with _frame_reader(run_options.timeout_s) as reader:
         # One video decodes ahead while this one is cropped.
         for entry, pending in reader.read_ahead(
             to_do,
@@ -132,6 +133,11 @@ def _task_for(
     )
 
 
+def _frame_reader(timeout_s: float | None) -> FrameReader:
+    """A reader that decodes videos and still images (one frame each) in its worker process."""
+    return FrameReader(timeout_s=timeout_s, decode_function=read_video_or_still)
+
+
 # --- inside a worker process ---------------------------------------------------------------------
 
 # Per worker process: created by the pool's initializer, used by every task it runs.
@@ -150,7 +156,7 @@ def _init_worker(device: str, timeout_s: float | None, threads_per_worker: int) 
     set_torch_threads(threads_per_worker)
     cv2.setNumThreads(1)
     _worker_detector = FaceDetector(device=device)
-    _worker_reader = FrameReader(timeout_s=timeout_s)
+    _worker_reader = _frame_reader(timeout_s)
 
 
 def _extract_in_worker(task: VideoTask, run_options: RunOptions) -> Outcome:
