@@ -12,6 +12,7 @@ The onnxruntime backend (`OnnxFaceScorer`) scores with an exported `.onnx` file 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,10 +126,8 @@ class FaceScorer:
         """(N, S, S, 3) uint8 crops at the model's input size -> (N,) fake probabilities."""
         if len(crops) == 0:
             return np.zeros((0,), dtype=np.float32)
-        check_crop_size(crops, self.input_size)
         results = []
-        for start in range(0, len(crops), self.batch_size):
-            batch_crops = crops[start : start + self.batch_size]
+        for batch_crops in batches_of(crops, self.input_size, self.batch_size):
             num_real = len(batch_crops)
             if self.compile and num_real < self.batch_size:
                 # One shape for the compiled graph: pad with copies, drop their scores.
@@ -221,21 +220,23 @@ class OnnxFaceScorer:
         """(N, S, S, 3) uint8 crops at the model's input size -> (N,) fake probabilities."""
         if len(crops) == 0:
             return np.zeros((0,), dtype=np.float32)
-        check_crop_size(crops, self.input_size)
         results = []
-        for start in range(0, len(crops), self.batch_size):
-            batch = normalize_crops(crops[start : start + self.batch_size], self.mean, self.std)
+        for batch_crops in batches_of(crops, self.input_size, self.batch_size):
+            batch = normalize_crops(batch_crops, self.mean, self.std)
             (logits,) = self.session.run([self.output_name], {self.input_name: batch.numpy()})
             results.append(fake_probabilities(torch.from_numpy(logits)))
         return torch.cat(results).numpy()
 
 
-def check_crop_size(crops: np.ndarray, input_size: int) -> None:
+def batches_of(crops: np.ndarray, input_size: int, batch_size: int) -> Iterator[np.ndarray]:
+    """The crops in batches of at most `batch_size`, after checking their size."""
     if crops.shape[1] != input_size or crops.shape[2] != input_size:
         raise ValueError(
             f"crops are {crops.shape[1]}x{crops.shape[2]}, the model expects "
             f"{input_size}x{input_size}"
         )
+    for start in range(0, len(crops), batch_size):
+        yield crops[start : start + batch_size]
 
 
 def resolve_backend(backend: str, weights_path: Path, device: torch.device, precision: str) -> str:

@@ -140,25 +140,22 @@ class SplitDenseBlock(nn.Module):
         return torch.relu(self.last_norm(pieces[-1]))
 
 
-class InferenceTexture(nn.Module):
-    """`TextureEnhancement` with its dense block run piece by piece (same inputs and outputs)."""
+class InferenceTexture(TextureEnhancement):
+    """`TextureEnhancement` with its dense block run piece by piece (same inputs and outputs).
+
+    Its `forward` and `gated_residual` are the original's; only `dense_block` differs.
+    """
 
     def __init__(self, texture: TextureEnhancement) -> None:
-        super().__init__()
+        # Not TextureEnhancement.__init__: that would build fresh layers; these are taken over.
+        nn.Module.__init__(self)
         self.block = SplitDenseBlock(texture)
         # Only the gated residual's convolution is still needed from the original module.
         self.conv_extract = texture.conv_extract
         self.num_attentions = texture.num_attentions
 
-    gated_residual = TextureEnhancement.gated_residual
-
-    def forward(
-        self, features: torch.Tensor, attention_maps: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        batch, channels, height, width = features.shape
-        gated, low_freq = self.gated_residual(features, attention_maps)
-        out = self.block(gated)
-        return out.reshape(batch, -1, channels, height, width), low_freq  # (B, M, N, H, W)
+    def dense_block(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x)
 
 
 def _norm_piece(
