@@ -109,7 +109,8 @@ def make_weights(path: Path, backbone: str, input_size: int) -> Path:
         save_weights,
     )
 
-    model = build_detector(MATConfig(backbone=backbone, input_size=input_size))
+    # The authors' padding, so that P0's reference is their arithmetic exactly.
+    model = build_detector(MATConfig(backbone=backbone, input_size=input_size, legacy_padding=True))
     provenance = Provenance(name=f"random-{backbone}-{input_size}", demo=True)
     return save_weights(
         model, path, preprocessing=Preprocessing(input_size=input_size), provenance=provenance
@@ -217,30 +218,47 @@ def naive_scan(paths: list[str], model, device, frames: int) -> tuple[float, dic
 
 
 def detector_only(
-    model, crops: np.ndarray, device, dtype, batch_sizes: list[int]
-) -> tuple[int, float, dict[int, float]]:
-    """The detector alone on `crops`: (best batch size, its seconds, seconds per batch size)."""
+    scorer_for_batch_size, crops: np.ndarray, batch_sizes: list[int]
+) -> dict[int, float]:
+    """The scorer alone on `crops` (already cut), at each batch size: seconds per batch size.
+
+    The same scorer mattn uses (backend, inference form, precision), so the gap to mattn is
+    what is not the detector: decoding, MTCNN, tracks, crops and normalisation.
+    """
+    seconds_per_batch_size = {}
+    for batch_size in batch_sizes:
+        scorer = scorer_for_batch_size(batch_size)
+        scorer.score(crops[:batch_size])  # warm-up for this shape
+        synchronize(scorer.device)
+        started = time.perf_counter()
+        scorer.score(crops)
+        synchronize(scorer.device)
+        seconds_per_batch_size[batch_size] = time.perf_counter() - started
+    return seconds_per_batch_size
+
+
+def authors_arithmetic(model, crops: np.ndarray, device) -> tuple[float, np.ndarray]:
+    """P0's reference: mattn's own model as the authors compute it (fp32, NCHW, eager, their
+    padding, batch 4); seconds and fake probabilities."""
     import torch
 
     from deepfake_cli.crops import normalize_crops
+    from deepfake_cli.model import fake_probabilities
 
     preprocessing = model.preprocessing
-    # Normalised and on the device beforehand: only the network is timed.
-    images = normalize_crops(crops, preprocessing.mean, preprocessing.std, device=device)
-    images = images.contiguous(memory_format=torch.channels_last)
-    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
-    seconds_per_batch_size = {}
-    with torch.inference_mode(), autocast:
-        for batch_size in batch_sizes:
-            model(images[:batch_size])  # warm-up for this shape
-            synchronize(device)
-            started = time.perf_counter()
-            for start in range(0, len(images), batch_size):
-                model(images[start : start + batch_size])
-            synchronize(device)
-            seconds_per_batch_size[batch_size] = time.perf_counter() - started
-    best = min(seconds_per_batch_size, key=seconds_per_batch_size.get)
-    return best, seconds_per_batch_size[best], seconds_per_batch_size
+    model = model.to(memory_format=torch.contiguous_format)
+    probabilities = []
+    with torch.inference_mode():
+        model(normalize_crops(crops[:4], preprocessing.mean, preprocessing.std, device=device))
+        synchronize(device)
+        started = time.perf_counter()
+        for start in range(0, len(crops), 4):
+            batch = normalize_crops(
+                crops[start : start + 4], preprocessing.mean, preprocessing.std, device=device
+            )
+            probabilities.append(fake_probabilities(model(batch)).cpu())
+        synchronize(device)
+    return time.perf_counter() - started, torch.cat(probabilities).numpy()
 
 
 # --- memory -----------------------------------------------------------------------------------
@@ -333,6 +351,12 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16")
     parser.add_argument(
+        "--backends",
+        type=lambda text: text.split(","),
+        default=["torch", "onnxruntime"],
+        help="comma-separated: torch, onnxruntime",
+    )
+    parser.add_argument(
         "--batch-sizes", default="1,2,4,8,16", help="tried for the detector-only floor"
     )
     parser.add_argument(
@@ -353,7 +377,7 @@ def run(arguments: argparse.Namespace, work_folder: Path) -> None:
     from deepfake_cli.faces import FaceDetector
     from deepfake_cli.model.weights import load_detector
     from deepfake_cli.scan import ScanOptions, VideoScanner
-    from deepfake_cli.scoring import FaceScorer
+    from deepfake_cli.scoring import open_scorer
 
     device = resolve_device(arguments.device)
     if arguments.video:
@@ -374,11 +398,30 @@ def run(arguments: argparse.Namespace, work_folder: Path) -> None:
             work_folder / "random.safetensors", arguments.backbone, arguments.input_size
         )
 
-    model = load_detector(weights, device=device)
-    scorer = FaceScorer(model, device=device, precision=arguments.precision)
-    scanner = VideoScanner(
-        scorer, FaceDetector(device=device), ScanOptions(frames=arguments.frames)
-    )
+    onnx_weights = None
+    if "onnxruntime" in arguments.backends:
+        from deepfake_cli.model.export import export_onnx
+
+        onnx_weights = export_onnx(weights, work_folder / "bench.onnx").path
+
+    def make_scorer(backend: str, batch_size: int | None = None):
+        if backend == "onnxruntime":
+            return open_scorer(onnx_weights, backend=backend, device=device, batch_size=batch_size)
+        return open_scorer(
+            weights,
+            backend=backend,
+            device=device,
+            precision=arguments.precision,
+            batch_size=batch_size,
+        )
+
+    model = load_detector(weights, device=device)  # the naive pipeline's and P0's
+    scanners = {
+        backend: VideoScanner(
+            make_scorer(backend), FaceDetector(device=device), ScanOptions(frames=arguments.frames)
+        )
+        for backend in arguments.backends
+    }
     capture = cv2.VideoCapture(paths[0])
     width, height = (
         int(capture.get(prop)) for prop in (cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT)
@@ -390,57 +433,94 @@ def run(arguments: argparse.Namespace, work_folder: Path) -> None:
         f"{len(paths)} video(s) of {width}x{height}, {length_s:.1f} s; "
         f"{arguments.frames} frames sampled; "
         f"model {model.config.backbone} at {preprocessing.input_size} px ({weights.name}); "
-        f"device {device}, precision {scorer.precision_name}, batch {scorer.batch_size}; "
+        f"device {device}; backends {', '.join(arguments.backends)}; "
         f"{os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}, "
         f"load average {os.getloadavg()[0]:.1f}"
     )
 
-    # Warm-up: one frame through MTCNN and one face through the detector.
+    # Warm-up: one frame through MTCNN and one face through each scorer (precision `auto`
+    # decides on its first batch).
     warm_frame = np.zeros((preprocessing.input_size, preprocessing.input_size, 3), np.uint8)
-    scanner.face_detector.detect(warm_frame[None])
-    scorer.score(warm_frame[None])
+    for scanner in scanners.values():
+        scanner.face_detector.detect(warm_frame[None])
+        scanner.scorer.score(warm_frame[None])
 
     # Interleaved repeats, best of each: on a shared machine other processes only ever add time.
     batch_sizes = [int(size) for size in arguments.batch_sizes.split(",")]
-    dtype = scorer.dtype or torch.float32  # the floor does the arithmetic the scorer chose
-    mattn_runs, naive_runs, detector_runs = [], [], []
+    mattn_runs = {backend: [] for backend in scanners}
+    detector_runs = {backend: [] for backend in scanners}
+    naive_runs, reference_runs = [], []
     for _ in range(arguments.repeats):
-        mattn_s, results, scored_crops, worker_mib = time_mattn(scanner, paths)
-        mattn_runs.append(mattn_s)
+        for backend, scanner in scanners.items():
+            mattn_s, results, scored_crops, worker_mib = time_mattn(scanner, paths)
+            mattn_runs[backend].append(mattn_s)
+            crops = np.concatenate(scored_crops) if scored_crops else np.zeros((0,))
+            if len(crops):
+                chosen_precision = scanner.scorer.precision_name
+                detector_runs[backend].append(
+                    detector_only(
+                        lambda size, backend=backend, precision=chosen_precision: (
+                            make_scorer(backend, size)
+                            if backend == "onnxruntime"
+                            else open_scorer(
+                                weights,
+                                backend=backend,
+                                device=device,
+                                precision=precision,
+                                batch_size=size,
+                            )
+                        ),
+                        crops,
+                        batch_sizes,
+                    )
+                )
         naive_runs.append(naive_scan(paths, model, device, arguments.frames))
-        crops = np.concatenate(scored_crops) if scored_crops else np.zeros((0,))
         if len(crops):
-            detector_runs.append(detector_only(model, crops, device, dtype, batch_sizes)[2])
+            reference_runs.append(authors_arithmetic(model, crops, device))
 
     def runs(seconds: list[float]) -> str:
         return " / ".join(f"{value:.2f}" for value in seconds)
 
-    mattn_s = min(mattn_runs)
-    statuses = ", ".join(sorted({result.status for result in results}))
-    print(
-        f"mattn          : {mattn_s:7.2f} s  ({len(paths) / mattn_s:.3f} videos/s; "
-        f"{len(crops)} faces scored; status {statuses}; runs {runs(mattn_runs)} s)"
-    )
     naive_s, stages = min(naive_runs, key=lambda run: run[0])
     breakdown = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in stages.items())
     print(
         f"naive          : {naive_s:7.2f} s  ({len(paths) / naive_s:.3f} videos/s; {breakdown}; "
         f"runs {runs([run[0] for run in naive_runs])} s)"
     )
-    if detector_runs:
+    reference_s = min(seconds for seconds, _ in reference_runs) if reference_runs else None
+    if reference_s is not None:
+        print(
+            f"authors' arithmetic (fp32, NCHW, eager, batch 4) on mattn's {len(crops)} crops: "
+            f"{reference_s:.2f} s"
+        )
+    for backend, scanner in scanners.items():
+        mattn_s = min(mattn_runs[backend])
+        statuses = ", ".join(sorted({result.status for result in results}))
+        print(
+            f"[{backend}] mattn: {mattn_s:.2f} s ({len(paths) / mattn_s:.3f} videos/s; "
+            f"{len(crops)} faces; precision {scanner.scorer.precision_name}, batch "
+            f"{scanner.scorer.batch_size}; status {statuses}; runs {runs(mattn_runs[backend])} s)"
+        )
+        if not detector_runs[backend]:
+            continue
         per_batch_size = {
-            size: min(run[size] for run in detector_runs) for size in detector_runs[0]
+            size: min(run[size] for run in detector_runs[backend]) for size in batch_sizes
         }
         best = min(per_batch_size, key=per_batch_size.get)
         detector_s = per_batch_size[best]
         tried = ", ".join(f"{size}: {seconds:.2f} s" for size, seconds in per_batch_size.items())
+        print(f"[{backend}] detector only: {detector_s:.2f} s (best batch {best}; {tried})")
+        if reference_s is not None:
+            reference_probabilities = reference_runs[0][1]
+            scored = scanner.scorer.score(crops)
+            delta = float(np.abs(scored - reference_probabilities).max())
+            print(
+                f"[{backend}] P0 detector / authors' arithmetic = {reference_s / detector_s:5.2f}x"
+                f"  (target >= 3; max |dp| = {delta:.4f}, target <= 0.01)"
+            )
         print(
-            f"detector only  : {detector_s:7.2f} s  ({len(paths) / detector_s:.3f} videos/s; "
-            f"best batch {best}; {tried})"
-        )
-        print(
-            f"naive / mattn         = {naive_s / mattn_s:5.2f}x  (target >= 3)\n"
-            f"mattn / detector only = {mattn_s / detector_s:5.2f}x  (target <= 1.3)"
+            f"[{backend}] P1 naive / mattn         = {naive_s / mattn_s:5.2f}x  (target >= 3)\n"
+            f"[{backend}] P2 mattn / detector only = {mattn_s / detector_s:5.2f}x  (target <= 1.3)"
         )
     print(
         f"peak RSS       : {peak_rss_mib():.0f} MiB (this process, both pipelines) + "

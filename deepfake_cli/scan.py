@@ -48,7 +48,8 @@ class ScanOptions:
     max_faces: int | None = 4
     # Frame -> video aggregation strategy (see aggregate.STRATEGIES) and decision threshold.
     aggregate: str = "mean"
-    threshold: float = 0.5
+    # None: the weights' calibrated threshold (`Provenance.decision_threshold`), else 0.5.
+    threshold: float | None = None
     # Seconds a video may take to decode before it is given up as hung.
     timeout_s: float | None = 120.0
     # Include per-frame boxes and scores in the results.
@@ -62,7 +63,7 @@ class ScanOptions:
             raise UsageError("--max-faces must be at least 1.")
         if self.timeout_s is not None and not self.timeout_s > 0:
             raise UsageError("--timeout must be a positive number of seconds.")
-        if not 0.0 <= self.threshold <= 1.0:
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise UsageError("--threshold must be between 0 and 1.")
         if self.start_s is not None and self.end_s is not None and self.end_s <= self.start_s:
             raise UsageError("--end must be after --start.")
@@ -76,6 +77,8 @@ class VideoScanner:
     ) -> None:
         self.scorer = scorer
         self.face_detector = face_detector
+        if options.threshold is None:
+            options = replace(options, threshold=scorer.decision_threshold)
         self.options = options
         self.model = scorer.model_info
         preprocessing = scorer.preprocessing

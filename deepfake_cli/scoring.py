@@ -160,6 +160,11 @@ class FaceScorer:
         return "torch"
 
     @property
+    def decision_threshold(self) -> float:
+        """The weights' calibrated threshold, or 0.5 for weights that record none."""
+        return resolve_threshold(getattr(self.model.provenance, "decision_threshold", None))
+
+    @property
     def model_info(self) -> ModelInfo:
         provenance = self.model.provenance
         return ModelInfo(
@@ -212,6 +217,7 @@ class OnnxFaceScorer:
             sha256=file_sha256(onnx_path),
             demo=bool(provenance.get("demo", False)),
         )
+        self.decision_threshold = resolve_threshold(provenance.get("decision_threshold"))
         self.device = torch.device("cpu")
         self.precision_name = "fp32"
         self.backend = "onnxruntime"
@@ -226,6 +232,14 @@ class OnnxFaceScorer:
             (logits,) = self.session.run([self.output_name], {self.input_name: batch.numpy()})
             results.append(fake_probabilities(torch.from_numpy(logits)))
         return torch.cat(results).numpy()
+
+
+#: The threshold for weights that record no calibrated one.
+DEFAULT_THRESHOLD = 0.5
+
+
+def resolve_threshold(calibrated: float | None) -> float:
+    return DEFAULT_THRESHOLD if calibrated is None else float(calibrated)
 
 
 def batches_of(crops: np.ndarray, input_size: int, batch_size: int) -> Iterator[np.ndarray]:

@@ -55,8 +55,12 @@ def scan_command(
         str, typer.Option(help="Frame-to-video rule: mean, median, topk, confident, weighted.")
     ] = "mean",
     threshold: Annotated[
-        float, typer.Option(help="Fake probability at or above which a video is FAKE.")
-    ] = 0.5,
+        float | None,
+        typer.Option(
+            help="Fake probability at or above which a video is FAKE (default: the weights' "
+            "calibrated threshold, else 0.5)."
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
     batch_size: Annotated[

@@ -94,6 +94,16 @@ def info_command(
     console.print(f"parameters  {info.num_parameters:,}", highlight=False)
     console.print(f"source      {provenance.source}", highlight=False)
     console.print(f"trained on  {provenance.trained_on}", highlight=False)
+    threshold = provenance.decision_threshold
+    console.print(
+        "threshold   "
+        + (
+            f"{threshold:.4f} (calibrated on validation; scan's default --threshold)"
+            if threshold is not None
+            else "not calibrated (scan uses 0.5)"
+        ),
+        highlight=False,
+    )
     if provenance.metrics:
         console.print(f"metrics     {json.dumps(provenance.metrics)}", highlight=False)
     if provenance.notes:

@@ -141,6 +141,10 @@ class Provenance:
     # True for models that only demonstrate the pipeline (not validated on a deepfake benchmark).
     demo: bool = False
     metrics: dict[str, Any] = field(default_factory=dict)
+    # The fake probability at or above which a video is FAKE, calibrated on validation data
+    # (the best balanced accuracy over its videos); `mattn scan`'s default --threshold for
+    # these weights. None: not calibrated, and scan uses 0.5.
+    decision_threshold: float | None = None
     notes: str = ""
 
     def to_dict(self) -> dict[str, Any]:

@@ -160,6 +160,7 @@ def training_provenance(
         ),
         trained_on=data.describe(),
         demo=config.demo,
+        decision_threshold=val_metrics.get("val_video_threshold"),
         metrics={
             "stage": stage,
             "epoch": epoch + 1,

@@ -118,12 +118,19 @@ def validate(
     for part in distributed.gather_objects(mine, runtime):
         scores.update(part)  # the padding of the shards repeats a few positions: same scores
     order = sorted(scores)
-    metrics = metric_functions.frame_and_video_metrics(
-        [samples[i].video(data.records) for i in order],
-        [samples[i].label(data.records) for i in order],
-        [scores[i] for i in order],
+    video_ids = [samples[i].video(data.records) for i in order]
+    labels = [samples[i].label(data.records) for i in order]
+    probabilities = [scores[i] for i in order]
+    metrics = metric_functions.frame_and_video_metrics(video_ids, labels, probabilities)
+    flat = metric_functions.flatten(metrics, prefix="val_")
+    # The threshold that best separates this split's videos: the weights' calibrated default.
+    _, video_labels, video_probabilities = metric_functions.video_scores(
+        video_ids, labels, probabilities
     )
-    return metric_functions.flatten(metrics, prefix="val_")
+    flat["val_video_threshold"] = metric_functions.balanced_threshold(
+        video_labels, video_probabilities
+    )
+    return flat
 
 
 def split_report(

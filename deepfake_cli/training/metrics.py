@@ -68,6 +68,30 @@ def equal_error_rate(labels: np.ndarray, fake_probabilities: np.ndarray) -> floa
     return float(fpr[before] + t * (fpr[after] - fpr[before]))
 
 
+def balanced_threshold(labels: Sequence[int], fake_probabilities: Sequence[float]) -> float | None:
+    """The decision threshold with the best balanced accuracy, (TPR + TNR) / 2, on these scores.
+
+    Candidates are the midpoints between consecutive distinct scores (and the ends), so the
+    threshold separates what it separates with the widest margin; among equally good ones the
+    middle one is taken. None with only one class: there is nothing to balance.
+    """
+    y = np.asarray(labels, dtype=np.int64)
+    p = np.asarray(fake_probabilities, dtype=np.float64)
+    if (y == 0).sum() == 0 or (y == 1).sum() == 0:
+        return None
+    distinct = np.unique(p)
+    candidates = np.concatenate(
+        [[distinct[0] - 1e-6], (distinct[:-1] + distinct[1:]) / 2, [distinct[-1] + 1e-6]]
+    )
+    # (candidates, samples) comparison: fine for validation sets of thousands of videos.
+    predicted_fake = p[None, :] >= candidates[:, None]
+    true_positive_rate = (predicted_fake & (y == 1)).sum(axis=1) / (y == 1).sum()
+    true_negative_rate = (~predicted_fake & (y == 0)).sum(axis=1) / (y == 0).sum()
+    balanced = (true_positive_rate + true_negative_rate) / 2
+    best = np.flatnonzero(balanced >= balanced.max() - 1e-12)
+    return float(np.clip(candidates[best[len(best) // 2]], 0.0, 1.0))
+
+
 def video_scores(
     video_ids: Sequence[str],
     labels: Sequence[int],
