@@ -18,7 +18,6 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from types import TracebackType
 
 from deepfake_cli.errors import UsageError
 
@@ -74,13 +73,8 @@ class PendingFile:
     def __enter__(self) -> PendingFile:
         return self
 
-    def __exit__(
-        self,
-        error_type: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if error_type is None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_details: object) -> None:
+        if exc_type is None:
             self.commit()
         else:
             self.discard()

@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
+from typing import Any
 
 from deepfake_cli.errors import LayoutError
 from deepfake_cli.files import PendingFile
@@ -98,14 +98,9 @@ class ManifestWriter:
             raise RuntimeError("ManifestWriter is used as a context manager: `with ... as writer`")
         self._writer.writerow(row)
 
-    def __exit__(
-        self,
-        error_type: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: Any) -> None:
         self._writer = None
-        self._open_files.__exit__(error_type, error, traceback)
+        self._open_files.__exit__(*exc_info)
 
 
 def write_manifest(faces_dir: str | Path, rows: Iterable[Mapping[str, object]]) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import PurePath
-from types import TracebackType
 
 from rich.console import Console
 from rich.progress import (
@@ -57,12 +56,7 @@ class ScanProgress:
         self._task = self._progress.add_task("Scanning", total=self.total)
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._progress.stop()
 
     def set_current(self, path: str) -> None:

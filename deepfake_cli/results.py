@@ -205,18 +205,8 @@ class VideoResult:
         seconds: float,
     ) -> VideoResult:
         """A video that could not be scanned: no verdict and no score, only the reason."""
-        return cls(
-            path=path,
-            status=STATUS_ERROR,
-            error=error_message,
-            verdict=None,
-            fake_probability=None,
-            threshold=threshold,
-            aggregate=aggregate,
-            frames_used=0,
-            model=model,
-            persons=[],
-            seconds=seconds,
+        return cls._without_verdict(
+            path, STATUS_ERROR, error_message, threshold, aggregate, model, seconds, frames=None
         )
 
     @classmethod
@@ -234,10 +224,27 @@ class VideoResult:
 
         `frames` may carry the sampled frames (each with no faces) for `--details` output.
         """
+        return cls._without_verdict(
+            path, STATUS_NO_FACE, None, threshold, aggregate, model, seconds, frames
+        )
+
+    @classmethod
+    def _without_verdict(
+        cls,
+        path: str,
+        status: str,
+        error: str | None,
+        threshold: float,
+        aggregate: str,
+        model: ModelInfo,
+        seconds: float,
+        frames: list[FrameRecord] | None,
+    ) -> VideoResult:
+        """The record of a video with nothing judged: no verdict, no score, no persons."""
         return cls(
             path=path,
-            status=STATUS_NO_FACE,
-            error=None,
+            status=status,
+            error=error,
             verdict=None,
             fake_probability=None,
             threshold=threshold,

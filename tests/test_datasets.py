@@ -471,6 +471,86 @@ def test_folders_split_is_deterministic_by_video(tmp_path: Path) -> None:
     assert portable(reseeded) != portable(first)
 
 
+def test_folders_list_still_images_beside_videos(tmp_path: Path) -> None:
+    root = tmp_path / "photos"
+    touch_all(
+        root,
+        [
+            "real/001_neutral.jpg",
+            "real/001_smiling.JPEG",
+            "real/002_neutral.png",
+            "real/scans/003.bmp",
+            "fake/FaceSwap/004_005.webp",
+            "real/clip.mp4",
+            "real/._001_neutral.jpg",  # macOS resource fork
+            "real/notes.txt",
+            "real/animation.gif",  # not a still mattn reads
+        ],
+    )
+    entries = list_videos(root)
+    assert {entry.relative_path: (entry.label, entry.method) for entry in entries} == {
+        "real/001_neutral.jpg": (0, "real"),
+        "real/001_smiling.JPEG": (0, "real"),
+        "real/002_neutral.png": (0, "real"),
+        "real/scans/003.bmp": (0, "real"),
+        "fake/FaceSwap/004_005.webp": (1, "FaceSwap"),
+        "real/clip.mp4": (0, "real"),
+    }
+    for entry in entries:
+        # Default grouping is unchanged: every file alone.
+        assert entry.group == entry.video_id == f"folders/{entry.relative_path}"
+    assert_identity_invariants(entries)
+
+
+def test_other_layouts_do_not_list_still_images(tmp_path: Path) -> None:
+    touch_all(tmp_path / "celeb", ["Celeb-real/id0_0000.mp4", "Celeb-real/id0_0000.jpg"])
+    assert [entry.relative_path for entry in list_videos(tmp_path / "celeb")] == [
+        "Celeb-real/id0_0000.mp4"
+    ]
+
+
+def test_group_by_name_prefix_keeps_each_person_in_one_split(tmp_path: Path) -> None:
+    paths = []
+    for person in range(120):
+        paths += [f"real/{person:03d}_neutral.jpg", f"real/{person:03d}_smiling.jpg"]
+    paths += ["real/alice.jpg", "real/alice.png", "fake/007_swapped.mp4", "real/_odd.jpg"]
+    first_root, second_root = tmp_path / "first", tmp_path / "second"
+    touch_all(first_root, paths, shuffle_seed=3)
+    touch_all(second_root, paths, shuffle_seed=4)
+    options = {"group_by": "name-prefix", "val_fraction": 0.25, "test_fraction": 0.0}
+    entries = list_videos(first_root, **options)
+    assert portable(entries) == portable(list_videos(second_root, **options))
+    by_path = {entry.relative_path: entry for entry in entries}
+    for person in range(120):
+        neutral = by_path[f"real/{person:03d}_neutral.jpg"]
+        smiling = by_path[f"real/{person:03d}_smiling.jpg"]
+        assert neutral.group == smiling.group == f"folders/{person:03d}"
+        assert neutral.split == smiling.split
+    # A person's fake goes with their photos; a name without "_" is its own person.
+    assert by_path["fake/007_swapped.mp4"].group == "folders/007"
+    assert by_path["fake/007_swapped.mp4"].split == by_path["real/007_neutral.jpg"].split
+    assert by_path["real/alice.jpg"].group == by_path["real/alice.png"].group == "folders/alice"
+    assert by_path["real/_odd.jpg"].group == "folders/_odd"
+    assert_identity_invariants(entries)
+    # The split is by person: 121 groups plus "_odd" at 0.25, and no test split.
+    persons_by_split = Counter(
+        entry.split for entry in entries if entry.relative_path.endswith("_neutral.jpg")
+    )
+    assert set(persons_by_split) == {"train", "val"}
+    assert 15 <= persons_by_split["val"] <= 45
+    # Video ids stay per file.
+    assert len({entry.video_id for entry in entries}) == len(paths)
+
+
+def test_group_by_is_checked(tmp_path: Path, folders_root: Path, celebdf_root: Path) -> None:
+    with pytest.raises(
+        UsageError, match="unknown --group-by 'person': expected file or name-prefix"
+    ):
+        list_videos(folders_root, group_by="person")
+    with pytest.raises(UsageError, match="--group-by name-prefix only applies to real/fake"):
+        list_videos(celebdf_root, group_by="name-prefix")
+
+
 # Detection and errors ----------------------------------------------------------------------
 
 

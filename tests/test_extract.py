@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import cv2
@@ -20,12 +21,16 @@ from typer.testing import CliRunner
 
 from deepfake_cli.commands.extract import extract_faces_command
 from deepfake_cli.crops import crop_face, landmarks_in_crop
+from deepfake_cli.errors import VideoError
 from deepfake_cli.extract import crop_folder_for, done_record_path, extract_faces
 from deepfake_cli.faces import FaceDetector, link_tracks
-from deepfake_cli.manifest import MANIFEST_COLUMNS, MANIFEST_NAME, iter_manifest
+from deepfake_cli.frame_reader import FrameReader
+from deepfake_cli.manifest import MANIFEST_COLUMNS, MANIFEST_NAME, SUMMARY_NAME, iter_manifest
+from deepfake_cli.stills import read_still, read_video_or_still
 from deepfake_cli.video import read_frames
 
 CARPHONE = Path(__file__).parent / "data" / "carphone_pristine.mp4"
+GRACE_HOPPER = Path(__file__).parent / "data" / "grace_hopper.jpg"
 FRAMES = 4
 CROP_SIZE = 64
 CLIP_LENGTH = 12
@@ -398,6 +403,111 @@ def test_celebdf_pairs_fakes_with_their_real_video(tmp_path, carphone_bgr):
     assert {row["method"] for row in fake_rows} == {"celebdf-synthesis"}
 
 
+# --------------------------------------------------------------------------------------------
+# Still images: one-frame videos
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_still_image_is_a_one_frame_video(tmp_path):
+    photo_bgr = cv2.imread(str(GRACE_HOPPER))
+    png = tmp_path / "grace.PNG"  # endings are compared case-insensitively
+    cv2.imencode(".png", photo_bgr)[1].tofile(png)
+    for path in (GRACE_HOPPER, png):
+        # Sampling options do not apply: a still has one frame.
+        for sampled in (read_still(path), read_video_or_still(path, count=8, every=2)):
+            assert sampled.frames.shape == (1, 600, 512, 3) and sampled.frames.dtype == np.uint8
+            assert sampled.frame_indices == [0] and sampled.times_s == [0.0]
+            info = sampled.info
+            assert (info.num_frames, info.width, info.height, info.fps) == (1, 512, 600, 0.0)
+    # RGB, pixel for pixel what OpenCV decodes.
+    np.testing.assert_array_equal(read_still(png).frames[0], photo_bgr[:, :, ::-1])
+    assert read_video_or_still(CARPHONE, count=3).frames.shape == (3, 144, 176, 3)
+
+
+def test_an_unreadable_still_is_refused_in_one_sentence(tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"this is not a JPEG file")
+    empty = tmp_path / "empty.png"
+    empty.touch()
+    for path, reason in [
+        (broken, "it is not an image OpenCV can decode, or it is damaged."),
+        (empty, "the file is empty (0 bytes)."),
+        (tmp_path / "missing.jpg", "the file does not exist."),
+        (tmp_path, "it is not a regular file."),
+    ]:
+        with pytest.raises(VideoError) as raised:
+            read_still(path)
+        assert raised.value.message == f"Cannot read image '{path}': {reason}"
+
+
+def test_the_decoding_worker_reads_pngs(tmp_path):
+    # decord loaded before OpenCV breaks OpenCV's PNG decoder; the worker must not see that.
+    png = tmp_path / "grace.png"
+    cv2.imwrite(str(png), cv2.imread(str(GRACE_HOPPER)))
+    with FrameReader(timeout_s=60.0, decode_function=read_video_or_still) as reader:
+        np.testing.assert_array_equal(reader.read(png).frames, read_still(png).frames)
+        assert (
+            reader.read(CARPHONE, count=2).frame_indices
+            == read_frames(CARPHONE, count=2).frame_indices
+        )
+
+
+def test_extract_faces_reads_photos_beside_videos_grouped_by_person(tmp_path, carphone_bgr):
+    photo_bgr = cv2.imread(str(GRACE_HOPPER))
+    root = tmp_path / "photos"
+    (root / "real").mkdir(parents=True)
+    (root / "fake").mkdir()
+    shutil.copy(GRACE_HOPPER, root / "real/grace_neutral.jpg")
+    # The same person's other photos (a "fake" of them too), in other formats.
+    cv2.imwrite(str(root / "real/grace_smiling.png"), np.ascontiguousarray(photo_bgr[:, ::-1]))
+    cv2.imwrite(str(root / "fake/grace_swapped.webp"), photo_bgr)
+    (root / "real/broken_1.jpg").write_bytes(b"not an image")
+    cv2.imwrite(str(root / "real/blank_1.png"), np.full((120, 160, 3), 128, np.uint8))
+    write_clip(root / "real/clip.mp4", carphone_bgr[:CLIP_LENGTH])
+    output_dir = tmp_path / "faces"
+
+    arguments = ["-o", str(output_dir), "--frames", str(FRAMES), "--crop-size", "64"]
+    arguments += ["--group-by", "name-prefix", "--quiet"]
+    result = CliRunner().invoke(_cli(), [str(root), *arguments])
+
+    assert result.exit_code == 0, result.output
+    rows = read_manifest(output_dir)
+    still_names = ("fake/grace_swapped.webp", "real/grace_neutral.jpg", "real/grace_smiling.png")
+    still_ids = [f"folders/{name}" for name in still_names]
+    assert sorted({row["video_id"] for row in rows}) == sorted(
+        [*still_ids, "folders/real/clip.mp4"]
+    )
+    for video_id in still_ids:
+        (row,) = rows_of(rows, video_id)  # one face in one frame
+        assert (row["frame_index"], row["time_s"], row["person"]) == ("0", "0.000", "0")
+        assert row["boxes_from"] == "self" and float(row["det_prob"]) > 0.9
+        assert row["group"] == "folders/grace"
+        assert len(row["landmarks"].split()) == 10
+    # All of one person's files in one split, the fake too; the video keeps its frames.
+    assert len({row["split"] for row in rows if row["group"] == "folders/grace"}) == 1
+    assert [row["frame_index"] for row in rows_of(rows, "folders/real/clip.mp4")] == [
+        str(index) for index in read_frames(root / "real/clip.mp4", count=FRAMES).frame_indices
+    ]
+    assert {row["label"] for row in rows_of(rows, still_ids[0])} == {"1"}
+    # The crop is the shared crop function applied to the decoded photo.
+    (row,) = rows_of(rows, "folders/real/grace_neutral.jpg")
+    (track,) = link_tracks(FaceDetector().detect(read_still(GRACE_HOPPER).frames), max_faces=4)
+    expected_crop = crop_face(
+        read_still(GRACE_HOPPER).frames[0], track.detections[0].box_xyxy, size=64, margin_ratio=1.3
+    )
+    written_crop = cv2.cvtColor(cv2.imread(str(output_dir / row["crop_path"])), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(written_crop, expected_crop)
+
+    summary = json.loads((output_dir / SUMMARY_NAME).read_text())
+    assert summary["options"]["group_by"] == "name-prefix"
+    reasons = {skipped["video"]: skipped["reason"] for skipped in summary["skipped"]}
+    assert reasons == {
+        "real/blank_1.png": "No face was found in the image.",
+        "real/broken_1.jpg": f"Cannot read image '{root / 'real/broken_1.jpg'}': it is not an "
+        "image OpenCV can decode, or it is damaged.",
+    }
+
+
 def _cli() -> typer.Typer:
     app = typer.Typer()
     app.command()(extract_faces_command)
@@ -464,6 +574,7 @@ def test_cli_reports_a_wrong_layout_in_one_sentence(tmp_path, carphone_bgr):
         (["--format", "webp"], "--format must be png or jpg"),
         (["--shard", "3/2"], "--shard"),
         (["--workers", "0"], "--workers must be at least 1"),
+        (["--group-by", "person"], "unknown --group-by 'person'"),
     ],
 )
 def test_cli_rejects_bad_options(tmp_path, carphone_bgr, arguments, message):

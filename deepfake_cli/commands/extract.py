@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from deepfake_cli.commands._errors import user_errors
+from deepfake_cli.commands._errors import report_problems, user_errors
 from deepfake_cli.commands._help import epilog
 from deepfake_cli.model.config import DEFAULT_MARGIN_RATIO
-
-# How many skipped videos the command names before pointing at summary.json.
-_SKIPPED_SHOWN = 5
 
 EXTRACT_EPILOG = epilog(
     [
@@ -166,11 +162,7 @@ def extract_faces_command(
         f"({per_split or 'none'}{resumed}) to {summary.manifest_path}."
     )
     if summary.skipped:
-        print(
+        report_problems(
             f"Skipped {len(summary.skipped)} video(s); reasons in {summary.summary_path}:",
-            file=sys.stderr,
+            [f"{skipped.video}: {skipped.reason}" for skipped in summary.skipped],
         )
-        for skipped in summary.skipped[:_SKIPPED_SHOWN]:
-            print(f"  {skipped.video}: {skipped.reason}", file=sys.stderr)
-        if len(summary.skipped) > _SKIPPED_SHOWN:
-            print(f"  ... and {len(summary.skipped) - _SKIPPED_SHOWN} more", file=sys.stderr)

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from deepfake_cli.commands._errors import user_errors
+from deepfake_cli.commands._errors import report_problems, user_errors
 from deepfake_cli.commands._help import WEIGHTS_ENV, epilog
 from deepfake_cli.errors import EXIT_ERROR, EXIT_OK
-
-# How many videos without crops the command names before it only counts them.
-_PROBLEMS_SHOWN = 5
 
 REPORT_EPILOG = epilog(
     [
@@ -76,13 +72,9 @@ def report_command(
     if summary.attention_files:
         print(f"Wrote {len(summary.attention_files)} attention files to {save_attention}.")
     if summary.problems:
-        print(
+        report_problems(
             f"{len(summary.problems)} page(s) show no face crops; the reasons are on the pages:",
-            file=sys.stderr,
+            summary.problems,
         )
-        for problem in summary.problems[:_PROBLEMS_SHOWN]:
-            print(f"  {problem}", file=sys.stderr)
-        if len(summary.problems) > _PROBLEMS_SHOWN:
-            print(f"  ... and {len(summary.problems) - _PROBLEMS_SHOWN} more", file=sys.stderr)
         raise typer.Exit(EXIT_ERROR)
     raise typer.Exit(EXIT_OK)

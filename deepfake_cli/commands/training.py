@@ -110,6 +110,10 @@ def train_command(
             help="Robustness augmentation: JPEG, blur, noise, colour jitter.",
         ),
     ] = None,
+    degradations: Annotated[
+        str | None,
+        typer.Option(help="none, or video: degrade training crops like compressed video frames."),
+    ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
     amp: Annotated[
         bool | None,
@@ -152,6 +156,7 @@ def train_command(
         "synthetic_fakes": synthetic_fakes,
         "class_weighted": class_weighted,
         "augment": augment,
+        "degradations": degradations,
         "device": device,
         "amp": amp,
         "workers": workers,

@@ -26,7 +26,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepfake_cli.datasets.common import VideoEntry, relative_posix, video_files_in
+from deepfake_cli.datasets.common import (
+    VideoEntry,
+    labelled_entry,
+    relative_posix,
+    video_files_in,
+)
 from deepfake_cli.datasets.splits import IdentityGroups, SplitPin, assign_splits
 from deepfake_cli.errors import LayoutError
 
@@ -140,15 +145,12 @@ def _parse_name(path: Path, root: Path, pattern: re.Pattern[str], example: str) 
 def _entry(
     path: Path, root: Path, *, label: int, group: str, source_relative_path: str | None = None
 ) -> VideoEntry:
-    relative_path = relative_posix(path, root)
-    return VideoEntry(
-        video_path=path,
-        relative_path=relative_path,
+    return labelled_entry(
+        path,
+        relative_posix(path, root),
         video_id=f"celebdf/{path.parent.name}/{path.stem}",
         label=label,
-        method=FAKE_METHOD if label == 1 else "real",
-        compression="",
-        split="",
+        fake_method=FAKE_METHOD,
         group=group,
         source_relative_path=source_relative_path,
     )

@@ -137,3 +137,30 @@ def describe_contents(root: Path) -> str:
     if len(names) > _SHOWN_ENTRIES:
         shown += f" and {len(names) - _SHOWN_ENTRIES} more"
     return shown
+
+
+def labelled_entry(
+    path: Path,
+    relative_path: str,
+    *,
+    video_id: str,
+    label: int,
+    fake_method: str,
+    group: str,
+    source_relative_path: str | None = None,
+) -> VideoEntry:
+    """An entry of a layout with one kind of fake and no compression levels, not yet split.
+
+    A fake's method is `fake_method`, a real video's "real"; `assign_splits` fills the split.
+    """
+    return VideoEntry(
+        video_path=path,
+        relative_path=relative_path,
+        video_id=video_id,
+        label=label,
+        method=fake_method if label == 1 else "real",
+        compression="",
+        split="",
+        group=group,
+        source_relative_path=source_relative_path,
+    )

@@ -31,6 +31,7 @@ from typing import Any
 
 from deepfake_cli.datasets.common import (
     VideoEntry,
+    labelled_entry,
     relative_posix,
     subdirectories,
     video_files_in,
@@ -120,20 +121,18 @@ def _metadata_entries(root: Path) -> list[VideoEntry]:
                 f"{type(metadata).__name__}"
             )
         for path in videos:
+            relative_path = relative_posix(path, root)
             record = metadata.get(path.name)
             if not isinstance(record, dict):
                 raise LayoutError(
-                    f"{relative_posix(path, root)} has no label: expected an entry for "
+                    f"{relative_path} has no label: expected an entry for "
                     f"{path.name} in {relative_posix(metadata_path, root)}, found "
                     f"{'none' if record is None else repr(record)}"
                 )
-            label_text = str(record.get("label", "")).upper()
-            if label_text not in (_REAL_LABEL, _FAKE_LABEL):
-                raise LayoutError(
-                    f"{relative_posix(metadata_path, root)} labels {path.name} "
-                    f"{record.get('label')!r}: expected REAL or FAKE"
-                )
-            original_name = record.get("original") if label_text == _FAKE_LABEL else None
+            label = _parse_label(
+                record, relative_posix(metadata_path, root), path.name, spelling="REAL or FAKE"
+            )
+            original_name = record.get("original") if label == 1 else None
             source_relative_path = None
             group = f"dfdc/{path.stem}"
             if isinstance(original_name, str) and original_name:
@@ -144,19 +143,33 @@ def _metadata_entries(root: Path) -> list[VideoEntry]:
                     source_relative_path = relative_path_by_name.get(original_name)
             folder_id = "" if folder == root else f"{folder.name}/"
             entries.append(
-                VideoEntry(
-                    video_path=path,
-                    relative_path=relative_posix(path, root),
+                labelled_entry(
+                    path,
+                    relative_path,
                     video_id=f"dfdc/{folder_id}{path.stem}",
-                    label=1 if label_text == _FAKE_LABEL else 0,
-                    method=FAKE_METHOD if label_text == _FAKE_LABEL else "real",
-                    compression="",
-                    split="",
+                    label=label,
+                    fake_method=FAKE_METHOD,
                     group=group,
                     source_relative_path=source_relative_path,
                 )
             )
     return entries
+
+
+def _parse_label(
+    record: dict[str, Any], labels_file_shown: str, video_shown: str, *, spelling: str
+) -> int:
+    """1 for a "label" of FAKE, 0 for REAL (in any case); else LayoutError.
+
+    `spelling` is how the file writes its labels, for the message: metadata.json has "REAL" and
+    "FAKE", dataset.json "real" and "fake".
+    """
+    label_text = str(record.get("label", "")).upper()
+    if label_text not in (_REAL_LABEL, _FAKE_LABEL):
+        raise LayoutError(
+            f"{labels_file_shown} labels {video_shown} {record.get('label')!r}: expected {spelling}"
+        )
+    return int(label_text == _FAKE_LABEL)
 
 
 def _test_set_entries(root: Path) -> list[VideoEntry]:
@@ -197,14 +210,12 @@ def _test_set_entries(root: Path) -> list[VideoEntry]:
             )
         listed_names.add(file_name)
         entries.append(
-            VideoEntry(
-                video_path=path,
-                relative_path=relative_posix(path, root),
+            labelled_entry(
+                path,
+                relative_posix(path, root),
                 video_id=f"dfdc/{TEST_FOLDER}/{path.stem}",
                 label=label,
-                method=FAKE_METHOD if label == 1 else "real",
-                compression="",
-                split="",
+                fake_method=FAKE_METHOD,
                 group=f"dfdc/{TEST_FOLDER}/{path.stem}",
             )
         )
@@ -249,12 +260,7 @@ def _preview_entries(root: Path) -> tuple[list[VideoEntry], list[SplitPin]]:
                 f"{PREVIEW_FILE} entry {relative_path} should be a {{'label', 'set'}} object, "
                 f"found {record!r}"
             )
-        label_text = str(record.get("label", "")).upper()
-        if label_text not in (_REAL_LABEL, _FAKE_LABEL):
-            raise LayoutError(
-                f"{PREVIEW_FILE} labels {relative_path} {record.get('label')!r}: expected real "
-                f"or fake"
-            )
+        label = _parse_label(record, PREVIEW_FILE, relative_path, spelling="real or fake")
         identities = [
             str(record[key])
             for key in ("target_id", "swapped_id")
@@ -265,26 +271,20 @@ def _preview_entries(root: Path) -> tuple[list[VideoEntry], list[SplitPin]]:
             identities = [parts[1] if len(parts) >= 3 else relative_path]
         for identity in identities:
             subjects.link(identities[0], identity)
-        present.append(
-            (path, relative_path, int(label_text == _FAKE_LABEL), identities, record.get("set"))
-        )
+        present.append((path, relative_path, label, identities, record.get("set")))
 
     entries = []
     pins = []
     for path, relative_path, label, identities, official_set in present:
-        group = "dfdc/preview/" + subjects.name(identities[0])
-        entries.append(
-            VideoEntry(
-                video_path=path,
-                relative_path=relative_path,
-                video_id=f"dfdc/{Path(relative_path).with_suffix('').as_posix()}",
-                label=label,
-                method=FAKE_METHOD if label == 1 else "real",
-                compression="",
-                split="",
-                group=group,
-            )
+        entry = labelled_entry(
+            path,
+            relative_path,
+            video_id=f"dfdc/{Path(relative_path).with_suffix('').as_posix()}",
+            label=label,
+            fake_method=FAKE_METHOD,
+            group="dfdc/preview/" + subjects.name(identities[0]),
         )
+        entries.append(entry)
         if official_set == "test":
-            pins.append(SplitPin(group, "test", f"{PREVIEW_FILE} ({relative_path})"))
+            pins.append(SplitPin(entry.group, "test", f"{PREVIEW_FILE} ({relative_path})"))
     return entries, pins

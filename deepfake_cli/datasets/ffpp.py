@@ -60,17 +60,18 @@ _DFD_FAKE = re.compile(r"^(?P<target>[^_]+)_(?P<source>[^_]+)__(?P<scene>.+)__(?
 
 @dataclass(frozen=True)
 class _ParsedVideo:
-    """A video and what its name says about identities, before groups are known."""
+    """What a video's name says about identities, and the video, before groups are known."""
 
-    path: Path
-    relative_path: str
-    video_id: str
-    method: str
+    # The id of the person whose video it is (a fake keeps this person's scene and body).
     target: str
     # The id whose face was pasted in; None for originals.
     source: str | None
     # DFD scene ("kitchen_pan"); None for the YouTube videos.
     scene: str | None
+    path: Path
+    relative_path: str
+    video_id: str
+    method: str
 
 
 def looks_like(root: Path) -> bool:
@@ -233,13 +234,13 @@ def _parse(path: Path, root: Path, *, kind: str, name: str) -> _ParsedVideo:
         )
     fields = match.groupdict()
     return _ParsedVideo(
+        target=fields["target"],
+        source=fields.get("source"),
+        scene=fields.get("scene"),
         path=path,
         relative_path=relative_path,
         video_id=f"ffpp/{name}/{stem}",
         method=name,
-        target=fields["target"],
-        source=fields.get("source"),
-        scene=fields.get("scene"),
     )
 
 

@@ -1,4 +1,4 @@
-"""Plain folders: videos and photos anywhere below folders named real/fake (or original/manipulated).
+"""Plain folders: videos and photos anywhere below folders named real/fake or original/manipulated.
 
 ```
 my_dataset/real/clip1.mp4                        real, method "real"

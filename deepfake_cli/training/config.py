@@ -26,6 +26,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 
 from deepfake_cli.errors import UsageError
 from deepfake_cli.model.config import NATIVE_INPUT_SIZE, MATConfig, Preprocessing
+from deepfake_cli.training.degradations import DEGRADATIONS
 
 RECIPES = ("paper", "single")
 SYNTHETIC_FAKES = ("none", "self-blend")
@@ -112,6 +113,11 @@ class TrainConfig:
     hflip: bool = True
     # Robustness augmentation: JPEG re-compression, blur, noise and colour jitter (OpenCV).
     augment: bool = False
+    # "video": training crops (real and self-blended alike) are degraded as if cut out of a
+    # compressed video frame (resolution loss, blur, noise, H.264-like blocks; see
+    # training/degradations.py), so a model trained on photographs scores video frames;
+    # "none": crops as stored. Validation crops are never degraded.
+    degradations: str = "none"
     # Crops larger than input_size * this are first resized down, so a random crop of
     # input_size still shows the whole face (crops are stored "a little larger" than the input).
     # (extract-faces stores crops 15 % larger than the input, rounded up: 440 for 380.)
@@ -181,6 +187,11 @@ class TrainConfig:
             raise UsageError(
                 f"unknown --synthetic-fakes {self.synthetic_fakes!r}; use one of "
                 f"{', '.join(SYNTHETIC_FAKES)}."
+            )
+        if self.degradations not in DEGRADATIONS:
+            raise UsageError(
+                f"unknown --degradations {self.degradations!r}; use one of "
+                f"{', '.join(DEGRADATIONS)}."
             )
         if self.frames_per_video < 1:
             raise UsageError(f"frames per video must be at least 1, got {self.frames_per_video}.")

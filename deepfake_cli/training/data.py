@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from deepfake_cli.errors import LayoutError
 from deepfake_cli.manifest import FAKE, REAL, CropRecord, read_manifest
+from deepfake_cli.training.degradations import DEGRADATIONS, degrade
 
 SELF_BLEND_METHOD = "self-blend"
 
@@ -154,6 +155,9 @@ class Transform:
     hflip: bool = True
     augment: bool = False
     max_crop_slack: float = 1.2
+    # Training only: a name of `degradations.DEGRADATIONS` ("video": as if cut from a
+    # compressed video frame). Validation crops are never degraded (see `make_input`).
+    degradations: str = "none"
 
 
 def load_crop(path: Path) -> np.ndarray:
@@ -225,7 +229,16 @@ def normalize(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) ->
 def make_input(
     record: CropRecord, self_blend: bool, transform: Transform, rng: np.random.Generator
 ) -> torch.Tensor:
-    """A crop file -> the (3, S, S) tensor the model sees, all randomness from `rng`."""
+    """A crop file -> the (3, S, S) tensor the model sees, all randomness from `rng`.
+
+    Video-side degradations (`transform.degradations`) come after the self-blend, so real and
+    fake crops go through the same ones and they say nothing about the label, and before the
+    random crop, so the codec's block grid does not always sit on the input's pixel grid.
+    Validation crops are not degraded: checkpoints are then chosen on the crops as they are,
+    with numbers comparable between runs with and without degradations (and with `mattn
+    evaluate`, which never degrades); how well the model copes with video is measured on
+    real videos, not on an imitation of them.
+    """
     image = load_crop(record.path)
     landmarks = None if record.landmarks is None else np.array(record.landmarks).reshape(5, 2)
     image, landmarks = fit_crop(image, landmarks, transform.input_size, transform.max_crop_slack)
@@ -233,6 +246,9 @@ def make_input(
         from deepfake_cli.training.synthetic import self_blend as make_self_blend
 
         image, _ = make_self_blend(image, landmarks, rng)
+    degradation = DEGRADATIONS[transform.degradations] if transform.train else None
+    if degradation is not None:
+        image = degrade(image, rng, degradation)
     size, side = transform.input_size, image.shape[0]
     if transform.train:
         top, left = (int(v) for v in rng.integers(0, side - size + 1, size=2))

@@ -124,6 +124,7 @@ def crop_transform(config: TrainConfig, *, train: bool) -> Transform:
         hflip=config.hflip,
         augment=config.augment,
         max_crop_slack=config.max_crop_slack,
+        degradations=config.degradations,
     )
 
 
