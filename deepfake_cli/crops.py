@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import torch
 
-from deepfake_cli.model.config import DEFAULT_MARGIN_RATIO
+from deepfake_cli.model.config import DEFAULT_MARGIN_RATIO, CropGeometry
 
 if TYPE_CHECKING:
     from deepfake_cli.faces import Track
@@ -182,12 +182,7 @@ class TrackCrops:
 
 
 def crop_tracks(
-    frames: Sequence[np.ndarray],
-    tracks: Sequence[Track],
-    *,
-    size: int,
-    margin_ratio: float = DEFAULT_MARGIN_RATIO,
-    align: bool = False,
+    frames: Sequence[np.ndarray], tracks: Sequence[Track], geometry: CropGeometry
 ) -> TrackCrops:
     """`crop_face` for every detection of every track: the loop scan, extract and report share.
 
@@ -204,14 +199,15 @@ def crop_tracks(
                 crop_face(
                     frames[position],
                     detection.box_xyxy,
-                    size=size,
-                    margin_ratio=margin_ratio,
+                    size=geometry.size,
+                    margin_ratio=geometry.margin_ratio,
                     landmarks=detection.landmarks,
-                    align=align and detection.landmarks is not None,
+                    align=geometry.align and detection.landmarks is not None,
                 )
             )
             keys.append((track.person_id, position))
-    stacked = np.stack(crops) if crops else np.zeros((0, size, size, 3), dtype=np.uint8)
+    empty = np.zeros((0, geometry.size, geometry.size, 3), dtype=np.uint8)
+    stacked = np.stack(crops) if crops else empty
     return TrackCrops(crops=stacked, keys=keys)
 
 

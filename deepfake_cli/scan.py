@@ -82,9 +82,7 @@ class VideoScanner:
         self.options = options
         self.model = scorer.model_info
         preprocessing = scorer.preprocessing
-        self.crop_size = preprocessing.input_size
-        self.margin_ratio = preprocessing.margin_ratio
-        self.align = preprocessing.align
+        self.crop_geometry = preprocessing.crop_geometry
 
     def failed(self, path: str, message: str, started: float) -> VideoResult:
         """The result for a video that could not be scanned, `message` saying why."""
@@ -106,13 +104,7 @@ class VideoScanner:
         detections = self.face_detector.detect(sampled.frames)
         tracks = link_tracks(detections, max_faces=options.max_faces)
         # One crop per (person, frame) with the crop function training uses.
-        track_crops = crop_tracks(
-            sampled.frames,
-            tracks,
-            size=self.crop_size,
-            margin_ratio=self.margin_ratio,
-            align=self.align,
-        )
+        track_crops = crop_tracks(sampled.frames, tracks, self.crop_geometry)
         keys = track_crops.keys  # (person_id, frame position)
         frames_record = None
         if not keys:

@@ -18,7 +18,7 @@ from typing import Any
 from deepfake_cli.datasets import VideoEntry
 from deepfake_cli.errors import UsageError
 from deepfake_cli.manifest import CROPS_FOLDER, FAKE, REAL
-from deepfake_cli.model.config import Preprocessing
+from deepfake_cli.model.config import CropGeometry, Preprocessing
 from deepfake_cli.shards import in_shard
 
 #: Default crops are this much larger than the model's input, so training can random-crop (or
@@ -49,6 +49,10 @@ class CropSettings:
     jpeg_quality: int
     # Largest faces kept per frame before tracking, as in scan.
     max_faces: int | None = MAX_FACES_PER_FRAME
+
+    @property
+    def crop_geometry(self) -> CropGeometry:
+        return CropGeometry(self.crop_size, self.margin_ratio, self.align)
 
     def fingerprint(self) -> str:
         """Short hash of the settings: a done-record made with other settings is redone."""

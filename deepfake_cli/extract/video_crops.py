@@ -126,13 +126,7 @@ def _write_crops(
     # Person order, then frame order: the order of the rows in the manifest.
     tracks = sorted(tracks, key=lambda track: track.person_id)
     detections_of = {track.person_id: track.detections for track in tracks}
-    track_crops = crop_tracks(
-        sampled.frames,
-        tracks,
-        size=settings.crop_size,
-        margin_ratio=settings.margin_ratio,
-        align=settings.align,
-    )
+    track_crops = crop_tracks(sampled.frames, tracks, settings.crop_geometry)
     crop_rows = []
     for crop, (person, position) in zip(track_crops.crops, track_crops.keys, strict=True):
         detection = detections_of[person][position]

@@ -99,6 +99,18 @@ DEFAULT_MARGIN_RATIO = 1.3
 
 
 @dataclass(frozen=True)
+class CropGeometry:
+    """How a face crop is cut from a frame: the part of `Preprocessing` that `crops.py` needs."""
+
+    # Side of the square output crop in pixels.
+    size: int
+    # Side of the square around the detector box, as a multiple of the box's longer side.
+    margin_ratio: float = DEFAULT_MARGIN_RATIO
+    # Rotate so the eyes are level (needs the detector's landmarks).
+    align: bool = False
+
+
+@dataclass(frozen=True)
 class Preprocessing:
     """What a face crop must look like before it reaches the model."""
 
@@ -113,6 +125,11 @@ class Preprocessing:
     # Whether crops are rotated so the eyes are level (5-point alignment).
     align: bool = False
     color: str = "RGB"
+
+    @property
+    def crop_geometry(self) -> CropGeometry:
+        """The crops this model is fed: its input size, margin and alignment."""
+        return CropGeometry(self.input_size, self.margin_ratio, self.align)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -255,12 +255,7 @@ def _cut_faces(
     ]
     # Results keep boxes, not landmarks, so these crops are upright even for a model that
     # aligns the eyes (the page says so).
-    cut = crop_tracks(
-        sampled.frames,
-        tracks,
-        size=preprocessing.input_size,
-        margin_ratio=preprocessing.margin_ratio,
-    )
+    cut = crop_tracks(sampled.frames, tracks, preprocessing.crop_geometry)
     crop_by_key = dict(zip(cut.keys, cut.crops, strict=True))
 
     faces: list[FaceEvidence] = []
