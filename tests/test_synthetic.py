@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import cv2
@@ -10,6 +11,7 @@ import pytest
 
 from deepfake_cli.training.synthetic import (
     SelfBlendConfig,
+    blend_source,
     face_mask,
     face_polygon,
     self_blend,
@@ -191,6 +193,50 @@ def test_rejects_bad_inputs(faces):
         self_blend(faces[64][:, :32], None, rng)
     with pytest.raises(ValueError, match="5"):
         self_blend(faces[64], np.zeros((4, 2)), rng)
+
+
+def test_mask_shape_varies_from_narrow_to_wide():
+    def width_over_height(aspect: float) -> float:
+        config = SelfBlendConfig(hull_aspect_range=(aspect, aspect))
+        rows, columns = np.nonzero(
+            face_mask(128, landmarks_for(128), np.random.default_rng(0), config)
+        )
+        return float(np.ptp(columns) / np.ptp(rows))
+
+    assert width_over_height(0.8) < 0.9 * width_over_height(1.0) < 0.9 * width_over_height(1.25)
+
+
+def test_source_is_warped_by_scale_stretch_rotation_and_shift(faces):
+    """With every jitter off the source is the crop itself; each warp alone moves it."""
+    still = SelfBlendConfig(
+        rgb_shift_max=0.0,
+        hue_shift_degrees_max=0.0,
+        saturation_scale_range=(1.0, 1.0),
+        contrast_range=(1.0, 1.0),
+        brightness_shift_max=0.0,
+        scale_range=(1.0, 1.0),
+        aspect_range=(1.0, 1.0),
+        rotation_degrees_max=0.0,
+        translation_max_fraction=0.0,
+        sharpen_probability=0.0,
+        downscale_probability=0.0,
+        jpeg_probability=0.0,
+    )
+    face, box = faces[128], (20, 16, 108, 120)
+    inside_box = face[box[1] : box[3], box[0] : box[2]]
+    np.testing.assert_array_equal(
+        blend_source(face, box, np.random.default_rng(0), still), inside_box
+    )
+    for warp in (
+        {"scale_range": (1.05, 1.05)},
+        {"aspect_range": (1.05, 1.05)},
+        {"rotation_degrees_max": 3.0},
+        {"translation_max_fraction": 0.03},
+    ):
+        config = dataclasses.replace(still, **warp)
+        source = blend_source(face, box, np.random.default_rng(0), config)
+        assert source.shape == inside_box.shape
+        assert np.abs(source.astype(np.int16) - inside_box).mean() > 0.5, warp
 
 
 @pytest.mark.skipif(not GRACE_HOPPER.exists(), reason="tests/data/grace_hopper.jpg not present")
