@@ -291,6 +291,8 @@ class ScanRequest:
 
     inputs: tuple[str, ...]
     options: ScanOptions
+    # Also scan the example clips shipped in the package (`mattn scan --example`).
+    example: bool = False
     weights: Path | None = None
     device: str = "auto"
     precision: str = "auto"
@@ -342,7 +344,14 @@ def run_scan(request: ScanRequest) -> int:
     backend = resolve_backend(request.backend, weights_path, device, request.precision)
     if backend != "torch" and request.report_dir is not None:
         raise UsageError("--report needs the torch backend (it draws the attention maps).")
-    paths, problems = expand_inputs(request.inputs, glob=request.glob)
+    inputs = request.inputs
+    if request.example:
+        from deepfake_cli.bundled import examples_dir
+
+        inputs += (str(examples_dir()),)
+    if not inputs:
+        raise UsageError("Nothing to scan: give video files, folders or - (or --example).")
+    paths, problems = expand_inputs(inputs, glob=request.glob)
     paths = [path for path in paths if in_shard(path, shard)]
     problems = [problem for problem in problems if in_shard(problem[0], shard)]
     previous = []

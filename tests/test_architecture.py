@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "deepfake_cli"
 #: The pipeline's stages in data-flow order (video -> frames -> faces -> crops -> detector ->
 #: frame scores -> verdict -> output), then what composes them, then the command line.
 LAYERS = [
-    {"errors"},
+    {"errors", "bundled"},
     {"files", "device", "shards"},
     {"results", "manifest", "model"},
     {"video_container"},

@@ -22,7 +22,9 @@ runner = CliRunner()
 def test_balanced_threshold_separates_the_classes_with_the_widest_margin() -> None:
     # Reals at 0.1-0.3, fakes at 0.6-0.8: any threshold in (0.3, 0.6] is perfect; the middle
     # of the gap between the closest pair is the one taken.
-    assert balanced_threshold([0, 0, 0, 1, 1, 1], [0.1, 0.2, 0.3, 0.6, 0.7, 0.8]) == pytest.approx(0.45)
+    assert balanced_threshold([0, 0, 0, 1, 1, 1], [0.1, 0.2, 0.3, 0.6, 0.7, 0.8]) == pytest.approx(
+        0.45
+    )
     # Scores all below 0.5: a 0.5 threshold would call everything real; this one does not.
     threshold = balanced_threshold([0, 0, 1, 1], [0.20, 0.25, 0.35, 0.40])
     assert threshold == pytest.approx(0.30)

@@ -19,7 +19,7 @@ from deepfake_cli.commands import WEIGHTS_ENV, app
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 PACKAGE = REPOSITORY / "deepfake_cli"
-EXAMPLE_VIDEO = REPOSITORY / "examples" / "real_carphone.mp4"
+EXAMPLE_VIDEO = REPOSITORY / "deepfake_cli" / "bundled" / "examples" / "real_carphone.mp4"
 
 runner = CliRunner()
 

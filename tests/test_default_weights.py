@@ -1,9 +1,8 @@
-"""The bundled demo model and the README's first command: `mattn scan examples/`."""
+"""The bundled default model and the README's first command: `mattn scan --example`."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -23,11 +22,12 @@ from deepfake_cli.model.weights import (
 )
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-BUNDLED = REPOSITORY / "weights" / DEFAULT_WEIGHTS_NAME
+BUNDLED = REPOSITORY / "deepfake_cli" / "bundled" / DEFAULT_WEIGHTS_NAME
+EXAMPLES = REPOSITORY / "deepfake_cli" / "bundled" / "examples"
 
 
 def test_bundled_weights_match_their_recorded_sha256_and_config():
-    assert bundled_weights_dir() == REPOSITORY / "weights"
+    assert bundled_weights_dir() == REPOSITORY / "deepfake_cli" / "bundled"
     assert file_sha256(BUNDLED) == DEFAULT_WEIGHTS_SHA256
     assert resolve_weights_path(None) == BUNDLED
     info = read_weights_info(BUNDLED)
@@ -56,7 +56,7 @@ def test_a_corrupted_copy_is_refused(tmp_path, monkeypatch):
 def test_missing_bundled_weights_say_where_to_put_them(tmp_path, monkeypatch):
     monkeypatch.setattr(weights_module, "bundled_weights_dir", lambda: tmp_path)
     monkeypatch.delenv(WEIGHTS_ENV, raising=False)
-    result = CliRunner().invoke(app, ["scan", str(REPOSITORY / "examples")])
+    result = CliRunner().invoke(app, ["scan", "--example"])
     assert result.exit_code == 2
     assert "--weights PATH" in result.output and "Traceback" not in result.output
 
@@ -64,10 +64,9 @@ def test_missing_bundled_weights_say_where_to_put_them(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_readme_first_command_judges_the_examples(tmp_path, monkeypatch):
     monkeypatch.delenv(WEIGHTS_ENV, raising=False)
-    shutil.copytree(REPOSITORY / "examples", tmp_path / "examples")
     output = tmp_path / "results.json"
     result = CliRunner().invoke(
-        app, ["scan", str(tmp_path / "examples"), "--format", "json", "--output", str(output)]
+        app, ["scan", "--example", "--format", "json", "--output", str(output)]
     )
     assert result.exit_code == 1, result.output  # one FAKE found
     verdicts = {Path(row["path"]).name: row for row in json.loads(output.read_text())}

@@ -13,6 +13,7 @@ from deepfake_cli.errors import UsageError
 
 SCAN_EPILOG = epilog(
     [
+        "mattn scan --example",
         "mattn scan clip.mp4",
         "# One JSON object per video as each finishes; a rerun skips what is done:",
         "mattn scan videos/ --format jsonl --output results.jsonl --resume",
@@ -34,12 +35,16 @@ SCAN_EPILOG = epilog(
 @user_errors
 def scan_command(
     inputs: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(
-            help="Video files, folders (searched recursively), or - for paths on stdin."
+            help="Video files, folders (searched recursively), or - for paths on stdin.",
+            show_default=False,
         ),
-    ],
+    ] = None,
     *,
+    example: Annotated[
+        bool, typer.Option("--example", help="Also scan the two example clips shipped with mattn.")
+    ] = False,
     weights: Annotated[
         Path | None,
         typer.Option(
@@ -126,7 +131,8 @@ def scan_command(
     except ValueError as error:
         raise UsageError(str(error)) from None
     request = ScanRequest(
-        inputs=tuple(inputs),
+        inputs=tuple(inputs or ()),
+        example=example,
         options=options,
         weights=weights,
         device=device,

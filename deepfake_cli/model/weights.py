@@ -241,15 +241,17 @@ def load_detector(path: str | Path, device: str | torch.device = "cpu") -> MATDe
 
 # --- the bundled default -------------------------------------------------------------------
 
-#: The demo model shipped in the repository's `weights/` folder, and its sha256 (checked at
-#: load time, so a corrupted or swapped file is refused).
+#: The default model shipped inside the package (`deepfake_cli/bundled/`), and its sha256
+#: (checked at load time, so a corrupted or swapped file is refused).
 DEFAULT_WEIGHTS_NAME = "mattn-demo-b0.safetensors"
 DEFAULT_WEIGHTS_SHA256 = "0a46518b6045cb36f133b31d660d4271bb1e97527bedddf74f6b837d0a298acb"
 
 
 def bundled_weights_dir() -> Path:
-    """The repository's `weights/` folder, which holds the bundled demo model."""
-    return Path(__file__).resolve().parents[2] / "weights"
+    """The package's `bundled/` folder, which holds the default model (package data)."""
+    from deepfake_cli.bundled import bundled_dir
+
+    return bundled_dir()
 
 
 def resolve_weights_path(weights: str | Path | None) -> Path:
@@ -265,11 +267,12 @@ def resolve_weights_path(weights: str | Path | None) -> Path:
         raise WeightsError(
             f"No weights given and the bundled default {bundled} is missing; pass --weights PATH "
             "(a mattn .safetensors file or the authors' .pth), set MATTN_WEIGHTS, or rebuild the "
-            "default with scripts/train_default_weights.sh."
+            "default with scripts/train_default_weights.sh (or reinstall mattn)."
         )
     if file_sha256(bundled) != DEFAULT_WEIGHTS_SHA256:
         raise WeightsError(
             f"The bundled weights {bundled} do not match their recorded sha256 (corrupted or "
-            "replaced); restore them with `git checkout weights/` or pass --weights PATH."
+            "replaced); reinstall mattn (or `git checkout deepfake_cli/bundled/`) or pass "
+            "--weights PATH."
         )
     return bundled
