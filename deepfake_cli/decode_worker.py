@@ -119,9 +119,12 @@ def serve_decode_requests(requests: IO[bytes], replies: IO[bytes]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
     try:
+        # OpenCV first: with decord loaded before it, OpenCV's libpng fails on every PNG
+        # ("bad parameters to zlib"), so a decode function that reads stills would break.
+        import cv2  # noqa: F401
+
         decode_function = read_message(requests) or read_frames
         load_decord()
-        import cv2  # noqa: F401
     except EOFError:
         return
     except Exception as error:  # e.g. the decode function's module cannot be imported here

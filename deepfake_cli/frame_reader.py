@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -37,7 +37,7 @@ from deepfake_cli.decode_worker import (
     write_message,
 )
 from deepfake_cli.errors import VideoError
-from deepfake_cli.video import SampledFrames, VideoInfo
+from deepfake_cli.video import ReadOptions, SampledFrames, VideoInfo
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack for **kwargs is Python 3.11+
@@ -49,15 +49,6 @@ logger = logging.getLogger(__name__)
 _WORKER_START_TIMEOUT_S = 120.0
 
 Item = TypeVar("Item")
-
-
-class ReadOptions(TypedDict, total=False):
-    """Which frames to read: the options of `video.read_frames`, whose defaults apply."""
-
-    count: int
-    every: int | None
-    start_s: float | None
-    end_s: float | None
 
 
 @dataclass

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # Imported at the top, not when first needed: in the decoding worker this module is imported
 # before decord is loaded, and OpenCV loaded after decord fails on every PNG ("libpng error:
@@ -24,7 +25,10 @@ import cv2
 import numpy as np
 
 from deepfake_cli.errors import VideoError
-from deepfake_cli.video import SampledFrames, VideoInfo, read_frames
+from deepfake_cli.video import ReadOptions, SampledFrames, VideoInfo, read_frames
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack for **kwargs is Python 3.11+
 
 #: File endings read as still images (compared case-insensitively).
 STILL_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -78,14 +82,9 @@ def read_still(path: str | os.PathLike[str]) -> SampledFrames:
 
 
 def read_video_or_still(
-    path: str | os.PathLike[str],
-    *,
-    count: int = 32,
-    every: int | None = None,
-    start_s: float | None = None,
-    end_s: float | None = None,
+    path: str | os.PathLike[str], **sampling: Unpack[ReadOptions]
 ) -> SampledFrames:
     """`read_still` for a still image, else `video.read_frames` with the sampling options."""
     if is_still_path(path):
         return read_still(path)
-    return read_frames(path, count=count, every=every, start_s=start_s, end_s=end_s)
+    return read_frames(path, **sampling)

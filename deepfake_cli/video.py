@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -319,6 +319,18 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
         VideoError: the file is missing, empty, not a video, has no video stream or is damaged.
     """
     return _open_video(path).decode([0]).info
+
+
+class ReadOptions(TypedDict, total=False):
+    """Which frames to read: the options of `read_frames` (its defaults apply to those not given).
+
+    Every decode function the reader may call takes exactly these (`stills.read_video_or_still`).
+    """
+
+    count: int
+    every: int | None
+    start_s: float | None
+    end_s: float | None
 
 
 def read_frames(

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from deepfake_cli.model.config import DEFAULT_MARGIN_RATIO
 from deepfake_cli.training.degradations import jpeg_round_trip
 
 # Re-exported: callers know the self-blend by one name, `synthetic`.
@@ -104,7 +105,7 @@ class SelfBlendConfig:
     # half-axes as fractions of the expected face box side (S / margin_ratio; keep margin_ratio
     # equal to the crop's, Preprocessing.margin_ratio). Slightly smaller than 0.5 x 0.6 of the
     # box: the region is grown by the mask's blur and a swap does not replace hair or neck.
-    margin_ratio: float = 1.3
+    margin_ratio: float = DEFAULT_MARGIN_RATIO
     ellipse_half_width_fraction: float = 0.45
     ellipse_half_height_fraction: float = 0.55
     # Gaussian blur kernel side as a fraction of S (made odd, at least 3). The region is
