@@ -17,13 +17,20 @@ Strategies (all take probabilities in [0, 1] and return one in [0, 1]):
 - ``weighted``: a confidence-weighted mean, weight_i = 2 * |p_i - 0.5| + 0.001. Frames the model
   is sure about count more than frames near 0.5; the 0.001 keeps the weights from all being zero
   when every score is exactly 0.5 (the result is then 0.5).
+
+Only *judged* persons count. A tracked person is judged when their face is large enough for the
+model (`min_face_px`, the shorter side of the visible face box, median over their frames) and
+seen often enough to score (`min_presence`, a fraction of the sampled frames); the others are
+reported with a reason (`REASONS`) and no score, so a 40-pixel face on a screen behind a
+presenter, or a face seen in two frames, cannot decide the verdict.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from deepfake_cli.errors import EXIT_ERROR, EXIT_FAKE_FOUND, EXIT_OK
 from deepfake_cli.results import (
@@ -50,6 +57,20 @@ CONFIDENT_REAL_SHARE = 0.9
 
 #: Added to every weight of the `weighted` strategy so the weights never sum to zero.
 WEIGHTED_EPSILON = 1e-3
+
+#: Why a person was not judged (`PersonResult.reason`).
+REASON_FACE_TOO_SMALL = "face_too_small"
+REASON_TOO_FEW_FRAMES = "too_few_frames"
+REASONS: tuple[str, ...] = (REASON_FACE_TOO_SMALL, REASON_TOO_FEW_FRAMES)
+
+#: Default `--min-presence`: a person is judged on at least a quarter of the sampled frames (8
+#: of the default 32). Faces on a screen behind a presenter, or cut by the frame edge, are
+#: typically found in a few frames only; and a mean of fewer scores swings on one bad frame.
+DEFAULT_MIN_PRESENCE = 0.25
+
+#: The default `--min-face` is the smallest face the model's crop enlarges at most this many
+#: times: beyond that the crop is interpolation, not the texture the model looks at.
+MAX_UPSCALE = 6.0
 
 
 def _mean(fake_probabilities: Sequence[float]) -> float:
@@ -138,34 +159,116 @@ def verdict_for(fake_probability: float, threshold: float = DEFAULT_THRESHOLD) -
     return VERDICT_FAKE if fake_probability >= threshold else VERDICT_REAL
 
 
+def default_min_face_px(input_size: int, margin_ratio: float) -> int:
+    """The default `--min-face` for a model: faces it sees enlarged at most `MAX_UPSCALE` times.
+
+    The model's crop is `margin_ratio` times the face box's longer side, resized to
+    `input_size`; a face whose shorter side is at least `input_size / (margin_ratio *
+    MAX_UPSCALE)` is therefore enlarged at most `MAX_UPSCALE` times. 49 px for the authors'
+    380 px EfficientNet-B4; for small inputs (the 64 px demo model) the smallest face worth
+    looking for at all, `faces.MIN_FACE_FLOOR` (20 px).
+    """
+    # Imported here: importing this module (as the CLI does to check options) loads no torch.
+    from deepfake_cli.faces import MIN_FACE_FLOOR
+
+    return max(MIN_FACE_FLOOR, math.ceil(input_size / (margin_ratio * MAX_UPSCALE)))
+
+
+@dataclass(frozen=True)
+class SeenPerson:
+    """A tracked person before judging: how often and how large their face was seen."""
+
+    id: int
+    frames: int  # sampled frames in which the person was found
+    face_px: float  # shorter side of the visible face box, median over those frames
+
+
+@dataclass(frozen=True)
+class JudgingRule:
+    """Which persons the model judges (`--min-face`, `--min-presence`); the others get a reason."""
+
+    # Smallest face judged: the shorter side of the face box inside the frame, in pixels.
+    min_face_px: float
+    # Least share of the sampled frames a person must be found in.
+    min_presence: float = DEFAULT_MIN_PRESENCE
+
+    def __post_init__(self) -> None:
+        if self.min_face_px < 0:
+            raise ValueError(f"min_face_px must not be negative, got {self.min_face_px}")
+        if not 0.0 <= self.min_presence <= 1.0:
+            raise ValueError(f"min_presence must be in [0, 1], got {self.min_presence}")
+
+    def required_frames(self, sampled_frames: int) -> int:
+        """Frames a person must be found in, out of `sampled_frames` (at least 1)."""
+        # The epsilon keeps 0.3 * 10 (3.0000000000000004 in floating point) at 3 frames.
+        return max(1, math.ceil(self.min_presence * sampled_frames - 1e-9))
+
+    def reason_not_judged(self, person: SeenPerson, sampled_frames: int) -> str | None:
+        """None when `person` is judged, else the reason; size is checked before presence."""
+        if person.face_px < self.min_face_px:
+            return REASON_FACE_TOO_SMALL
+        if person.frames < self.required_frames(sampled_frames):
+            return REASON_TOO_FEW_FRAMES
+        return None
+
+    def unjudged_persons(
+        self, seen: Iterable[SeenPerson], *, sampled_frames: int
+    ) -> list[PersonResult]:
+        """The records of the persons not judged: each with its reason, no score, no verdict."""
+        unjudged = []
+        for person in seen:
+            reason = self.reason_not_judged(person, sampled_frames)
+            if reason is not None:
+                unjudged.append(
+                    PersonResult(
+                        id=person.id,
+                        fake_probability=None,
+                        verdict=None,
+                        frames=person.frames,
+                        judged=False,
+                        reason=reason,
+                        face_px=person.face_px,
+                    )
+                )
+        return unjudged
+
+
 def video_verdict(
-    per_person_scores: dict[int, list[float]],
+    per_person_scores: Mapping[int, Sequence[float]],
     *,
     strategy: str = DEFAULT_STRATEGY,
     threshold: float = DEFAULT_THRESHOLD,
+    face_px: Mapping[int, float] | None = None,
+    unjudged: Sequence[PersonResult] = (),
 ) -> tuple[list[PersonResult], float, str]:
-    """Score each person by `strategy`, then the video as its most-fake person (the maximum).
+    """Score each judged person by `strategy`, then the video as its most-fake person (the max).
 
-    Returns (persons sorted by id, video fake probability, video verdict). Raises ValueError when
-    there are no persons (the caller reports such a video as `no_face`), or when a person has
-    no scores.
+    `per_person_scores` holds the judged persons' frame scores; `face_px` their face sizes (for
+    the record); `unjudged` the persons not judged, listed with the others but never counted.
+    Returns (every person sorted by id, video fake probability, video verdict). Raises
+    ValueError when no person is judged (the caller reports such a video as `no_face`), or
+    when a person has no scores.
     """
     check_strategy(strategy)
     if not per_person_scores:
-        raise ValueError("Cannot judge a video without any person; report it as no_face.")
-    persons: list[PersonResult] = []
+        raise ValueError("Cannot judge a video without any judged person; report it as no_face.")
+    judged: list[PersonResult] = []
+    person_probabilities: list[float] = []
     for person_id in sorted(per_person_scores):
         person_scores = per_person_scores[person_id]
         person_probability = aggregate_scores(person_scores, strategy)
-        persons.append(
+        person_probabilities.append(person_probability)
+        judged.append(
             PersonResult(
                 id=person_id,
                 fake_probability=person_probability,
                 verdict=verdict_for(person_probability, threshold),
                 frames=len(person_scores),
+                face_px=None if face_px is None else face_px.get(person_id),
             )
         )
-    video_probability = max(person.fake_probability for person in persons)
+    video_probability = max(person_probabilities)
+    persons = sorted([*judged, *unjudged], key=lambda person: person.id)
     return persons, video_probability, verdict_for(video_probability, threshold)
 
 

@@ -4,7 +4,8 @@ decord is known to hang forever on some damaged containers, and a hung C call ca
 interrupted inside a process; a separate process can be killed. `frame_reader.FrameReader` is
 the parent's side; this module is the child's. The child never imports torch (nor the
 `deepfake_cli` package `__init__`): it starts as a plain `python -c` child (`WORKER_BOOTSTRAP`)
-that imports only this module, `video`, `errors`, numpy, decord and OpenCV.
+that imports only this module, the `video` modules, `errors`, `results`, numpy, decord, PyAV
+and OpenCV.
 
 Messages, both ways: an 8-byte length, then a pickle. Frames follow a "frames" reply as raw
 bytes, read straight into the destination array (no pickle copy). The conversation:
@@ -12,7 +13,8 @@ bytes, read straight into the destination array (no pickle copy). The conversati
     parent: the decode function (None: `video.read_frames`)
     child:  ("ready", pid)  or  ("failed", reason)
     parent: (working directory, path, options)             -- once per video
-    child:  ("frames", info fields, frame indices, times, shape, dtype) + the frames' bytes
+    child:  ("frames", info fields, frame indices, times, decode fields or None, shape, dtype)
+            + the frames' bytes
         or  ("error", error class name, message)            -- a MattnError: bad input
         or  ("crash", summary, traceback)                   -- anything else
 
@@ -32,8 +34,10 @@ from typing import IO, Any
 
 import numpy as np
 
+from deepfake_cli.decord_video import load_decord
 from deepfake_cli.errors import LayoutError, MattnError, UsageError, VideoError, WeightsError
-from deepfake_cli.video import load_decord, read_frames
+from deepfake_cli.pyav_video import load_av
+from deepfake_cli.video import read_frames
 
 _MESSAGE_LENGTH = struct.Struct("<Q")
 
@@ -125,6 +129,7 @@ def serve_decode_requests(requests: IO[bytes], replies: IO[bytes]) -> None:
 
         decode_function = read_message(requests) or read_frames
         load_decord()
+        load_av()
     except EOFError:
         return
     except Exception as error:  # e.g. the decode function's module cannot be imported here
@@ -147,6 +152,7 @@ def serve_decode_requests(requests: IO[bytes], replies: IO[bytes]) -> None:
                 asdict(sampled.info),
                 list(sampled.frame_indices),
                 list(sampled.times_s),
+                None if sampled.decode is None else asdict(sampled.decode),
                 frames.shape,
                 frames.dtype.str,
             )

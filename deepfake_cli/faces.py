@@ -13,8 +13,10 @@ frame edge keeps its full box, and the crop stage fills the missing part with bl
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import cv2
 import numpy as np
@@ -253,6 +255,28 @@ class Track:
     def last_detection(self) -> Detection:
         return self.detections[max(self.detections)]
 
+    def face_side_px(self, frame_sizes: Sequence[tuple[int, int]]) -> float:
+        """The median over this person's frames of `visible_side_px` (how big the face is).
+
+        `frame_sizes[position]` is the (height, width) of the frame at that position.
+        """
+        return statistics.median(
+            visible_side_px(detection.box_xyxy, *frame_sizes[position])
+            for position, detection in self.detections.items()
+        )
+
+
+def visible_side_px(box_xyxy: Sequence[float], frame_height: int, frame_width: int) -> float:
+    """The shorter side of the part of a face box inside the frame, in pixels.
+
+    The shorter side, because it is the face's resolution across (MTCNN's boxes are taller than
+    wide), and the visible part, because boxes are not clipped: a face cut by the frame edge
+    keeps its full box, but only the part inside the frame carries pixels to judge.
+    """
+    visible_width = min(box_xyxy[2], frame_width) - max(box_xyxy[0], 0.0)
+    visible_height = min(box_xyxy[3], frame_height) - max(box_xyxy[1], 0.0)
+    return max(0.0, min(visible_width, visible_height))
+
 
 def box_iou(box_a_xyxy: Sequence[float], box_b_xyxy: Sequence[float]) -> float:
     """Intersection over union of two xyxy boxes (0 when either has no area)."""
@@ -267,25 +291,38 @@ def box_iou(box_a_xyxy: Sequence[float], box_b_xyxy: Sequence[float]) -> float:
     return float(intersection / union) if union > 0 else 0.0
 
 
+# Sampled frames are far apart (32 over a minute: about two seconds), so a head moves between
+# them, further still across frames where it was not detected. A track's motion is estimated
+# over at most this many of its last detections (a longer baseline averages out jitter)...
+MOTION_HISTORY = 4
+# ...and the distance a detection may be from a track grows with the frames since that track was
+# last seen, as a random walk's does (by the square root of the gap), up to this factor.
+MAX_GAP_GROWTH = 1.5
+
+_TrackEntries = list[tuple[int, Detection]]  # (frame position, detection), in frame order
+
+
 def link_tracks(
     detections_per_frame: Sequence[Sequence[Detection]],
     *,
     iou_threshold: float = 0.3,
-    max_center_distance: float = 1.0,
+    max_center_distance: float = 1.25,
     max_size_ratio: float = 2.0,
     max_faces: int | None = None,
     min_track_fraction: float = 0.0,
 ) -> list[Track]:
     """Group per-frame detections into one track per person, ordered by `person_id`.
 
-    Frames are visited in order, and each frame's detections are matched greedily against the
-    most recent box of every track seen so far (a person missing from some frames keeps their
-    track). A pair may match when their IoU is at least `iou_threshold`, or, because sampled
-    frames can be a second or more apart and a head moves further than IoU tolerates, when
-    their centres are within `max_center_distance` times the larger box's longer side and
-    their sizes (longer side) differ by at most `max_size_ratio`. Overlapping pairs are
-    matched first, highest IoU first, then the rest by increasing centre distance; a detection
-    left over starts a new track.
+    Frames are visited in order, and each frame's detections are matched greedily against every
+    track seen so far (a person missing from some frames keeps their track), each track where
+    it is expected: its last box, moved along its recent motion. A pair may match when their
+    IoU is at least `iou_threshold`, or, because sampled frames can be seconds apart and a head
+    moves further than IoU tolerates, when their centres are within `max_center_distance`
+    times the larger box's longer side (times the square root of the frames since the track
+    was last seen, at most `MAX_GAP_GROWTH`) and their sizes (longer side) differ by at most
+    `max_size_ratio`. Overlapping pairs are matched first, highest IoU first, then the rest by
+    increasing centre distance, then pairs that only match the track's unmoved last box; a
+    detection left over starts a new track. Two faces of one frame never share a track.
 
     `max_faces` keeps only the largest faces of each frame (ties: most probable) to bound the
     work downstream. Tracks present in fewer than `min_track_fraction` of the frames (spurious
@@ -296,8 +333,7 @@ def link_tracks(
     if not 0.0 <= min_track_fraction <= 1.0:
         raise ValueError(f"min_track_fraction must be in [0, 1], got {min_track_fraction}")
 
-    # Tracks under construction: lists of (frame position, detection), in frame order.
-    open_tracks: list[list[tuple[int, Detection]]] = []
+    open_tracks: list[_TrackEntries] = []
     for frame_position, frame_detections in enumerate(detections_per_frame):
         # Largest first so that new tracks started in one frame are numbered by size.
         ranked_detections = sorted(
@@ -310,15 +346,22 @@ def link_tracks(
 
         candidate_pairs: list[tuple[tuple[int, float, float], int, int]] = []
         for track_index, track_entries in enumerate(open_tracks):
-            last_detection = track_entries[-1][1]
+            last_position, last_detection = track_entries[-1]
+            gap_growth = min(math.sqrt(frame_position - last_position), MAX_GAP_GROWTH)
+            match = partial(
+                _match_key,
+                iou_threshold=iou_threshold,
+                max_center_distance=max_center_distance * gap_growth,
+                max_size_ratio=max_size_ratio,
+            )
+            expected = _expected_detection(track_entries, frame_position)
             for detection_index, detection in enumerate(ranked_detections):
-                match_key = _match_key(
-                    last_detection,
-                    detection,
-                    iou_threshold=iou_threshold,
-                    max_center_distance=max_center_distance,
-                    max_size_ratio=max_size_ratio,
-                )
+                match_key = match(expected, detection)
+                if match_key is None and expected is not last_detection:
+                    # Where it was last seen (a head that moved, then stopped), ranked after
+                    # every match at an expected place.
+                    still_key = match(last_detection, detection)
+                    match_key = None if still_key is None else (2 + still_key[0], *still_key[1:])
                 if match_key is not None:
                     candidate_pairs.append((match_key, track_index, detection_index))
         candidate_pairs.sort()
@@ -348,6 +391,29 @@ def link_tracks(
         Track(person_id=person_id, detections=dict(track_entries))
         for person_id, track_entries in enumerate(kept_tracks)
     ]
+
+
+def _expected_detection(track_entries: _TrackEntries, frame_position: int) -> Detection:
+    """The track's last box, moved to where its recent motion puts it at `frame_position`.
+
+    The motion is the centre's displacement per frame position between the track's last
+    detection and the one `MOTION_HISTORY - 1` detections before it: constant velocity, which
+    keeps a walking person or a panning camera on one track and tells two crossing people apart.
+    A track seen once has no motion yet; its last box is returned as it is.
+    """
+    last_position, last_detection = track_entries[-1]
+    if len(track_entries) < 2:
+        return last_detection
+    first_position, first_detection = track_entries[-min(len(track_entries), MOTION_HISTORY)]
+    (first_x, first_y), (last_x, last_y) = first_detection.center_xy, last_detection.center_xy
+    frames_ahead = (frame_position - last_position) / (last_position - first_position)
+    shift_x = (last_x - first_x) * frames_ahead
+    shift_y = (last_y - first_y) * frames_ahead
+    x_min, y_min, x_max, y_max = last_detection.box_xyxy
+    return Detection(
+        box_xyxy=(x_min + shift_x, y_min + shift_y, x_max + shift_x, y_max + shift_y),
+        det_prob=last_detection.det_prob,
+    )
 
 
 def _match_key(

@@ -1,9 +1,9 @@
 """Decoding videos in a worker process that is killed when a file takes too long.
 
-decord can hang forever on some damaged containers, and a hung C call cannot be interrupted
-inside a process; a separate process can be killed. A hung file becomes a `VideoError` and the
-next file gets a fresh worker. `FrameReader` is the parent's side; what runs in the worker, and
-the messages between the two, are in `decode_worker`.
+decord (or FFmpeg under PyAV) can hang forever on some damaged containers, and a hung C call
+cannot be interrupted inside a process; a separate process can be killed. A hung file becomes a
+`VideoError` and the next file gets a fresh worker. `FrameReader` is the parent's side; what runs
+in the worker, and the messages between the two, are in `decode_worker`.
 
 `FrameReader.read_ahead` is how a batch uses it: the next video decodes in the worker while the
 caller works on the current one.
@@ -37,6 +37,7 @@ from deepfake_cli.decode_worker import (
     write_message,
 )
 from deepfake_cli.errors import VideoError
+from deepfake_cli.results import DecodeInfo
 from deepfake_cli.video import ReadOptions, SampledFrames, VideoInfo
 
 if TYPE_CHECKING:
@@ -44,8 +45,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# The worker needs a few seconds at most to import numpy, decord and OpenCV; this only guards
-# against a worker that never comes up at all.
+# The worker needs a few seconds at most to import numpy, decord, PyAV and OpenCV; this only
+# guards against a worker that never comes up at all.
 _WORKER_START_TIMEOUT_S = 120.0
 
 Item = TypeVar("Item")
@@ -283,7 +284,7 @@ class FrameReader:
         try:
             reply = read_message(worker.stdout)  # type: ignore[arg-type]
             if reply[0] == "frames":
-                _, info_fields, frame_indices, times_s, shape, dtype_text = reply
+                _, info_fields, frame_indices, times_s, decode_fields, shape, dtype_text = reply
                 frames = np.empty(shape, dtype=np.dtype(dtype_text))
                 if frames.nbytes:
                     read_into(worker.stdout, memoryview(frames).cast("B"))  # type: ignore[arg-type]
@@ -311,6 +312,7 @@ class FrameReader:
                 frame_indices=frame_indices,
                 times_s=times_s,
                 frames=frames,
+                decode=None if decode_fields is None else DecodeInfo(**decode_fields),
             )
         if reply[0] == "error":
             _, class_name, message = reply

@@ -1,19 +1,26 @@
 """The scan result schema: what `mattn scan` says about each video.
 
 This schema is a public interface: scripts parse the JSON, JSONL and CSV built from it, so field
-names, their order and their null rules only ever change with a documented version bump (see
-docs/scan-output.md). Values are kept at full precision in memory and rounded only in `to_dict`,
-so aggregation never works on rounded numbers while the output stays readable and diff-friendly.
+names, their order and their null rules only ever change with a documented version bump
+(`SCHEMA_VERSION`, written into every record; see docs/scan-output.md). Values are kept at
+full precision in memory and rounded only in `to_dict`, so aggregation never works on rounded
+numbers while the output stays readable and diff-friendly.
 
 Null rule: a video that could not be scanned (`status == "error"`) or in which no face was found
-(`status == "no_face"`) has `verdict` and `fake_probability` set to None. mattn never makes up a
-score for a video it did not judge.
+(`status == "no_face"`, which includes a video whose faces were all too small or too briefly
+seen to judge) has `verdict` and `fake_probability` set to None; so has a person that was not
+judged (`judged` false, with a `reason`). mattn never makes up a score for what it did not judge.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+#: The version of this schema, the first key of every JSON record (and the last CSV column).
+#: 1 had no `schema_version` key; 2 added it, the persons' `judged`, `reason` and `face_px`, and
+#: the record's `min_face_px`, `min_presence` and `decode`.
+SCHEMA_VERSION = 2
 
 #: `VideoResult.status` values.
 STATUS_OK = "ok"
@@ -107,28 +114,82 @@ class FrameRecord:
 
 @dataclass
 class PersonResult:
-    """One tracked person: their aggregated score over the frames they appear in."""
+    """One tracked person: judged (a score over their frames), or not judged and why."""
 
     id: int
-    fake_probability: float
-    verdict: str  # "FAKE" | "REAL"
-    frames: int  # how many frame scores were aggregated into fake_probability
+    fake_probability: float | None  # None when the person was not judged
+    verdict: str | None  # "FAKE" | "REAL"; None when the person was not judged
+    # Sampled frames the person was found in; for a judged person, also how many frame scores
+    # were aggregated into fake_probability (every frame a judged person is in is scored).
+    frames: int
+    judged: bool = True
+    reason: str | None = None  # why not judged (aggregate.REASONS); None when judged
+    # Shorter side of the visible face box in pixels, median over the frames; None in records
+    # of schema 1, which did not measure it.
+    face_px: float | None = None
 
     def to_dict(self, details: bool = False) -> dict[str, Any]:
         return {
             "id": int(self.id),
-            "fake_probability": round(float(self.fake_probability), PROBABILITY_DECIMALS),
+            "fake_probability": _round_or_none(self.fake_probability, PROBABILITY_DECIMALS),
             "verdict": self.verdict,
             "frames": int(self.frames),
+            "judged": bool(self.judged),
+            "reason": self.reason,
+            "face_px": _round_or_none(self.face_px, PIXEL_DECIMALS),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PersonResult:
+        # Schema 1 records have no `judged`, `reason` or `face_px`: every person was judged.
+        raw_probability = data.get("fake_probability")
+        raw_face_px = data.get("face_px")
         return cls(
             id=int(data["id"]),
-            fake_probability=float(data["fake_probability"]),
-            verdict=str(data["verdict"]),
+            fake_probability=None if raw_probability is None else float(raw_probability),
+            verdict=data.get("verdict"),
             frames=int(data["frames"]),
+            judged=bool(data.get("judged", True)),
+            reason=data.get("reason"),
+            face_px=None if raw_face_px is None else float(raw_face_px),
+        )
+
+
+@dataclass
+class DecodeInfo:
+    """How the sampled frames were read, so a reader knows what the verdict rests on.
+
+    mattn refuses a video (status "error") rather than judge frames it could not read exactly,
+    so in every record that has this object `frames_exact == frames_requested` and the other
+    two counts are 0; they are there so that no reader has to assume it.
+    """
+
+    decoder: str  # "decord" (seeks to keyframes) or "pyav" (decodes every frame in order)
+    reason: str | None  # why this video needed "pyav"; None on the decord path
+    frames_requested: int  # sampled frame indices
+    frames_exact: int  # frames returned that are exactly the frame named by index and time
+    frames_substituted: int = 0  # frames replaced by a neighbour (decord's fault tolerance)
+    frames_skipped: int = 0  # requested frames that could not be decoded
+
+    def to_dict(self, details: bool = False) -> dict[str, Any]:
+        return {
+            "decoder": self.decoder,
+            "reason": self.reason,
+            "frames_requested": int(self.frames_requested),
+            "frames_exact": int(self.frames_exact),
+            "frames_substituted": int(self.frames_substituted),
+            "frames_skipped": int(self.frames_skipped),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DecodeInfo:
+        return cls(
+            decoder=str(data["decoder"]),
+            reason=data.get("reason"),
+            frames_requested=int(data["frames_requested"]),
+            frames_exact=int(data["frames_exact"]),
+            frames_substituted=int(data.get("frames_substituted", 0)),
+            frames_skipped=int(data.get("frames_skipped", 0)),
         )
 
 
@@ -145,9 +206,19 @@ class VideoResult:
     aggregate: str  # name of the aggregation strategy (deepfake_cli.aggregate.STRATEGIES)
     frames_used: int  # frames in which at least one face was scored
     model: ModelInfo
-    persons: list[PersonResult]
+    persons: list[PersonResult]  # judged and not judged, by id; a no_face video may have some
     seconds: float  # wall-clock time spent on this video
     frames: list[FrameRecord] | None = None  # per-frame scores, kept only with --details
+    # The judging rule used (`--min-face`, `--min-presence`); None in records of schema 1.
+    min_face_px: int | None = None
+    min_presence: float | None = None
+    # How the frames were read; None for a video never decoded and in records of schema 1.
+    decode: DecodeInfo | None = None
+
+    @property
+    def judged_persons(self) -> list[PersonResult]:
+        """The persons the verdict rests on."""
+        return [person for person in self.persons if person.judged]
 
     def to_dict(self, details: bool = False) -> dict[str, Any]:
         """The JSON-ready form, keys in schema order; `frames` is present only when `details`.
@@ -156,6 +227,7 @@ class VideoResult:
         is present with an empty list, so `--details` output always has the same keys.
         """
         data: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
             "path": self.path,
             "status": self.status,
             "error": self.error,
@@ -163,7 +235,10 @@ class VideoResult:
             "fake_probability": _round_or_none(self.fake_probability, PROBABILITY_DECIMALS),
             "threshold": float(self.threshold),
             "aggregate": self.aggregate,
+            "min_face_px": None if self.min_face_px is None else int(self.min_face_px),
+            "min_presence": self.min_presence,
             "frames_used": int(self.frames_used),
+            "decode": None if self.decode is None else self.decode.to_dict(details),
             "model": self.model.to_dict(details),
             "persons": [person.to_dict(details) for person in self.persons],
             "seconds": round(float(self.seconds), SECONDS_DECIMALS),
@@ -191,6 +266,9 @@ class VideoResult:
             frames=None
             if raw_frames is None
             else [FrameRecord.from_dict(frame) for frame in raw_frames],
+            min_face_px=data.get("min_face_px"),
+            min_presence=data.get("min_presence"),
+            decode=None if data.get("decode") is None else DecodeInfo.from_dict(data["decode"]),
         )
 
     @classmethod
@@ -203,10 +281,21 @@ class VideoResult:
         aggregate: str,
         model: ModelInfo,
         seconds: float,
+        min_face_px: int | None = None,
+        min_presence: float | None = None,
     ) -> VideoResult:
         """A video that could not be scanned: no verdict and no score, only the reason."""
         return cls._without_verdict(
-            path, STATUS_ERROR, error_message, threshold, aggregate, model, seconds, frames=None
+            path,
+            STATUS_ERROR,
+            error_message,
+            threshold,
+            aggregate,
+            model,
+            seconds,
+            frames=None,
+            persons=[],
+            judging=(min_face_px, min_presence),
         )
 
     @classmethod
@@ -219,13 +308,26 @@ class VideoResult:
         model: ModelInfo,
         seconds: float,
         frames: list[FrameRecord] | None = None,
+        persons: list[PersonResult] | None = None,
+        min_face_px: int | None = None,
+        min_presence: float | None = None,
     ) -> VideoResult:
-        """A video that was decoded but showed no face: nothing to judge, so no verdict.
+        """A video that was decoded but showed no face to judge: no verdict.
 
-        `frames` may carry the sampled frames (each with no faces) for `--details` output.
+        `frames` may carry the sampled frames (each with no scored faces) for `--details`
+        output; `persons` the faces that were found but not judged, each with its reason.
         """
         return cls._without_verdict(
-            path, STATUS_NO_FACE, None, threshold, aggregate, model, seconds, frames
+            path,
+            STATUS_NO_FACE,
+            None,
+            threshold,
+            aggregate,
+            model,
+            seconds,
+            frames=frames,
+            persons=list(persons or []),
+            judging=(min_face_px, min_presence),
         )
 
     @classmethod
@@ -238,9 +340,13 @@ class VideoResult:
         aggregate: str,
         model: ModelInfo,
         seconds: float,
+        *,
         frames: list[FrameRecord] | None,
+        persons: list[PersonResult],
+        judging: tuple[int | None, float | None],
     ) -> VideoResult:
-        """The record of a video with nothing judged: no verdict, no score, no persons."""
+        """The record of a video with nothing judged: no verdict, no score, no judged person."""
+        min_face_px, min_presence = judging
         return cls(
             path=path,
             status=status,
@@ -251,7 +357,9 @@ class VideoResult:
             aggregate=aggregate,
             frames_used=0,
             model=model,
-            persons=[],
+            persons=persons,
             seconds=seconds,
             frames=frames,
+            min_face_px=min_face_px,
+            min_presence=min_presence,
         )

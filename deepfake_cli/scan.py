@@ -1,9 +1,11 @@
 """Compose the stages for one video and for a batch.
 
-video -> frames (decord, in a killable worker that prefetches the next video) -> faces (MTCNN)
--> persons (IoU tracks) -> crops (the shared crop function, at the size and margin the
-weights ask for) -> fake probabilities (batched detector) -> verdict (named aggregation).
-A video that cannot be read gets status `error`, one without a face `no_face`: never a score.
+video -> frames (exact: decord or PyAV, in a killable worker that prefetches) -> faces (MTCNN)
+-> persons (tracks; those too small or too briefly seen to judge are set aside with a reason)
+-> crops (the shared crop function, at the size and margin the weights ask for) -> fake
+probabilities (batched detector) -> verdict (named aggregation, over judged persons only).
+A video that cannot be read gets status `error`, one without a face to judge `no_face`: never
+a score.
 
 Importing this module does not import torch: the CLI imports it to check options, which should
 fail in a moment, and `run_scan` must choose OpenMP's settings before torch loads OpenMP. The
@@ -12,25 +14,31 @@ torch-backed stages (faces, crops, scoring) are imported where they are first us
 
 from __future__ import annotations
 
-import fnmatch
 import logging
-import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deepfake_cli.aggregate import check_strategy, video_verdict
+from deepfake_cli.aggregate import (
+    DEFAULT_MIN_PRESENCE,
+    JudgingRule,
+    SeenPerson,
+    check_strategy,
+    default_min_face_px,
+    video_verdict,
+)
 from deepfake_cli.device import prefer_passive_openmp, resolve_device
 from deepfake_cli.errors import MattnError, UsageError
 from deepfake_cli.frame_reader import FrameReader
+from deepfake_cli.inputs import expand_inputs, missing_file_reason
 from deepfake_cli.results import FaceScore, FrameRecord, VideoResult
 from deepfake_cli.shards import in_shard, parse_shard
-from deepfake_cli.video import VIDEO_EXTENSIONS, SampledFrames
+from deepfake_cli.video import SampledFrames
 
 if TYPE_CHECKING:
-    from deepfake_cli.faces import FaceDetector
+    from deepfake_cli.faces import FaceDetector, Track
     from deepfake_cli.scoring import FaceScorer
 
 logger = logging.getLogger(__name__)
@@ -54,6 +62,11 @@ class ScanOptions:
     timeout_s: float | None = 120.0
     # Include per-frame boxes and scores in the results.
     details: bool = False
+    # Persons judged: face at least this many pixels (shorter side of the visible box; None:
+    # the model's default, `aggregate.default_min_face_px`) and found in at least this share
+    # of the sampled frames. The others are reported, not scored.
+    min_face_px: int | None = None
+    min_presence: float = DEFAULT_MIN_PRESENCE
 
     def __post_init__(self) -> None:
         check_strategy(self.aggregate)
@@ -67,6 +80,10 @@ class ScanOptions:
             raise UsageError("--threshold must be between 0 and 1.")
         if self.start_s is not None and self.end_s is not None and self.end_s <= self.start_s:
             raise UsageError("--end must be after --start.")
+        if self.min_face_px is not None and self.min_face_px < 0:
+            raise UsageError("--min-face must be a number of pixels, 0 or more.")
+        if not 0.0 <= self.min_presence <= 1.0:
+            raise UsageError("--min-presence must be between 0 and 1.")
 
 
 class VideoScanner:
@@ -77,89 +94,82 @@ class VideoScanner:
     ) -> None:
         self.scorer = scorer
         self.face_detector = face_detector
+        preprocessing = scorer.preprocessing
         if options.threshold is None:
             options = replace(options, threshold=scorer.decision_threshold)
+        if options.min_face_px is None:
+            min_face_px = default_min_face_px(preprocessing.input_size, preprocessing.margin_ratio)
+            options = replace(options, min_face_px=min_face_px)
         self.options = options
+        self.judging = JudgingRule(options.min_face_px, options.min_presence)
         self.model = scorer.model_info
-        preprocessing = scorer.preprocessing
         self.crop_geometry = preprocessing.crop_geometry
+        # What every result of this scanner records about how it judges.
+        self.judged_by = {
+            "threshold": options.threshold,
+            "aggregate": options.aggregate,
+            "model": self.model,
+            "min_face_px": options.min_face_px,
+            "min_presence": options.min_presence,
+        }
 
     def failed(self, path: str, message: str, started: float) -> VideoResult:
         """The result for a video that could not be scanned, `message` saying why."""
-        return VideoResult.failed(
-            path,
-            message,
-            threshold=self.options.threshold,
-            aggregate=self.options.aggregate,
-            model=self.model,
-            seconds=time.perf_counter() - started,
-        )
+        seconds = time.perf_counter() - started
+        return VideoResult.failed(path, message, seconds=seconds, **self.judged_by)
 
     def judge(self, path: str, sampled: SampledFrames, started: float) -> VideoResult:
-        """Faces, crops, scores and verdict for frames already decoded."""
+        """Faces, persons, crops, scores and verdict for frames already decoded."""
         from deepfake_cli.crops import crop_tracks
         from deepfake_cli.faces import link_tracks
 
         options = self.options
         detections = self.face_detector.detect(sampled.frames)
         tracks = link_tracks(detections, max_faces=options.max_faces)
+        # Which persons the model can judge; the others are reported, and their crops are not
+        # scored (a score for a face too small or too briefly seen would be made up).
+        frame_sizes = [frame.shape[:2] for frame in sampled.frames]
+        seen = [
+            SeenPerson(track.person_id, len(track.detections), track.face_side_px(frame_sizes))
+            for track in tracks
+        ]
+        unjudged = self.judging.unjudged_persons(seen, sampled_frames=len(frame_sizes))
+        unjudged_ids = {person.id for person in unjudged}
+        judged_tracks = [track for track in tracks if track.person_id not in unjudged_ids]
         # One crop per (person, frame) with the crop function training uses.
-        track_crops = crop_tracks(sampled.frames, tracks, self.crop_geometry)
+        track_crops = crop_tracks(sampled.frames, judged_tracks, self.crop_geometry)
         keys = track_crops.keys  # (person_id, frame position)
-        frames_record = None
+        fake_probability = self.scorer.score(track_crops.crops) if keys else []  # (num_crops,)
+        frames_record = (
+            _frame_records(sampled, tracks, keys, fake_probability) if options.details else None
+        )
         if not keys:
-            if options.details:
-                frames_record = [
-                    FrameRecord(index=index, time_s=time_s, faces=[])
-                    for index, time_s in zip(sampled.frame_indices, sampled.times_s, strict=True)
-                ]
+            seconds = time.perf_counter() - started
             return VideoResult.no_face(
-                path,
-                threshold=options.threshold,
-                aggregate=options.aggregate,
-                model=self.model,
-                seconds=time.perf_counter() - started,
-                frames=frames_record,
+                path, seconds=seconds, frames=frames_record, persons=unjudged, **self.judged_by
             )
-        fake_probability = self.scorer.score(track_crops.crops)  # (num_crops,)
 
         per_person: dict[int, list[float]] = {}
         for (person_id, _position), probability in zip(keys, fake_probability, strict=True):
             per_person.setdefault(person_id, []).append(float(probability))
         persons, video_probability, verdict = video_verdict(
-            per_person, strategy=options.aggregate, threshold=options.threshold
+            per_person,
+            strategy=options.aggregate,
+            threshold=options.threshold,
+            face_px={person.id: person.face_px for person in seen},
+            unjudged=unjudged,
         )
-        if options.details:
-            faces_by_position: dict[int, list[FaceScore]] = {}
-            for (person_id, position), probability in zip(keys, fake_probability, strict=True):
-                detection = tracks[person_id].detections[position]
-                faces_by_position.setdefault(position, []).append(
-                    FaceScore(
-                        person=person_id,
-                        box=[float(value) for value in detection.box_xyxy],
-                        det_prob=float(detection.det_prob),
-                        fake_probability=float(probability),
-                    )
-                )
-            frames_record = [
-                FrameRecord(index=index, time_s=time_s, faces=faces_by_position.get(position, []))
-                for position, (index, time_s) in enumerate(
-                    zip(sampled.frame_indices, sampled.times_s, strict=True)
-                )
-            ]
         return VideoResult(
             path=path,
             status="ok",
             error=None,
             verdict=verdict,
             fake_probability=video_probability,
-            threshold=options.threshold,
-            aggregate=options.aggregate,
             frames_used=len({position for _person, position in keys}),
-            model=self.model,
             persons=persons,
             seconds=time.perf_counter() - started,
             frames=frames_record,
+            **self.judged_by,
         )
 
     def scan_many(
@@ -192,13 +202,44 @@ class VideoScanner:
             yield self.judge_safely(path, sampled, started)
 
     def judge_safely(self, path: str, sampled: SampledFrames, started: float) -> VideoResult:
-        """`judge`, with any failure turned into an error result: one file never stops a batch."""
+        """`judge`, with any failure turned into an error result: one file never stops a batch.
+
+        Every result of decoded frames says how they were decoded (`VideoResult.decode`).
+        """
         try:
-            return self.judge(path, sampled, started)
+            result = self.judge(path, sampled, started)
         except MattnError as error:
-            return self.failed(path, error.message, started)
+            result = self.failed(path, error.message, started)
         except Exception as error:  # a bug met on one file must not cost the rest of the batch
-            return self.failed(path, _internal_error_message(path, error), started)
+            result = self.failed(path, _internal_error_message(path, error), started)
+        result.decode = sampled.decode
+        return result
+
+
+def _frame_records(
+    sampled: SampledFrames,
+    tracks: list[Track],
+    keys: list[tuple[int, int]],
+    fake_probability: Sequence[float],
+) -> list[FrameRecord]:
+    """`--details`: every sampled frame with the faces scored in it (judged persons only)."""
+    faces_by_position: dict[int, list[FaceScore]] = {}
+    for (person_id, position), probability in zip(keys, fake_probability, strict=True):
+        detection = tracks[person_id].detections[position]
+        faces_by_position.setdefault(position, []).append(
+            FaceScore(
+                person=person_id,
+                box=[float(value) for value in detection.box_xyxy],
+                det_prob=float(detection.det_prob),
+                fake_probability=float(probability),
+            )
+        )
+    return [
+        FrameRecord(index=index, time_s=time_s, faces=faces_by_position.get(position, []))
+        for position, (index, time_s) in enumerate(
+            zip(sampled.frame_indices, sampled.times_s, strict=True)
+        )
+    ]
 
 
 def _internal_error_message(path: str, error: Exception) -> str:
@@ -207,58 +248,6 @@ def _internal_error_message(path: str, error: Exception) -> str:
     lines = str(error).strip().splitlines()
     detail = f"{type(error).__name__}: {lines[0].rstrip('.')}" if lines else type(error).__name__
     return f"Scanning '{path}' failed with an internal error ({detail}); please report it."
-
-
-# --- which files a batch scans -------------------------------------------------------------
-
-
-def expand_inputs(
-    arguments: Iterable[str], *, glob: str | None = None, stdin: Iterable[str] | None = None
-) -> tuple[list[str], list[tuple[str, str]]]:
-    """Arguments (files, folders, `-` for paths on stdin) -> (video paths, problems).
-
-    Folders are searched recursively for video extensions (or `glob`). Problems are
-    (argument, one-sentence reason) pairs, reported as error results so the batch goes on.
-    """
-    videos: list[str] = []
-    problems: list[tuple[str, str]] = []
-    for argument in arguments:
-        if argument == "-":
-            lines = stdin if stdin is not None else sys.stdin
-            videos.extend(line.strip() for line in lines if line.strip())
-            continue
-        path = Path(argument)
-        if path.is_dir():
-            found = sorted(
-                str(candidate)
-                for candidate in path.rglob("*")
-                if candidate.is_file() and _matches(candidate, glob)
-            )
-            if not found:
-                wanted = f"files matching {glob!r}" if glob else "video files"
-                problems.append((argument, f"Folder {argument} contains no {wanted}."))
-            videos.extend(found)
-        else:
-            videos.append(argument)
-    # Each video once, in the order given.
-    return list(dict.fromkeys(videos)), problems
-
-
-def _matches(path: Path, glob: str | None) -> bool:
-    if glob:
-        return fnmatch.fnmatch(path.name, glob)
-    return path.suffix.lower() in VIDEO_EXTENSIONS
-
-
-def missing_file_reason(path: str) -> str | None:
-    """A sentence for inputs that are not files at all, decided before decoding."""
-    candidate = Path(path)
-    # Worded as the decoding stage words its errors, so every error reads the same way.
-    if not candidate.exists():
-        return f"Cannot read video '{path}': the file does not exist."
-    if not candidate.is_file():
-        return f"Cannot read video '{path}': it is not a regular file."
-    return None
 
 
 def scan_batch(

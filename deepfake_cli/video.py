@@ -1,14 +1,21 @@
-"""Which frames of a video to read, and reading them with decord.
+"""Which frames of a video to read, and reading exactly those frames.
 
 This is the first stage of the pipeline (video -> frames -> faces -> crops -> detector -> verdict).
 
-`read_frames` decodes in this process. It reads only the sampled frames (decord seeks to the
-nearest keyframe and decodes forward), so memory stays flat however long the video is. decord is
+Frame k of a video is the k-th frame a decoder shows when it decodes the file from the start
+(presentation order), and its time is that frame's own timestamp. Two decoders read them:
+decord (`decord_video`), which seeks to the keyframe before each sampled frame, where its seeks
+are exact (`decord_exact_reason`: indexed containers whose keyframes start closed GOPs), and
+PyAV (`pyav_video`), which decodes every frame in order up to the last sampled one, everywhere
+else and wherever decord fails. The codec corpus in the tests checks the rule on every common
+container and codec. Either way the frames are exact or the video is refused: a decoder error
+or a corrupt frame is a `VideoError` ("it is damaged"), never a substituted frame.
+`SampledFrames.decode` records which decoder read the frames and why.
+
+`read_frames` decodes in this process, holding only the sampled frames in memory. decord is
 known to hang forever on some damaged containers: where that must not block the program, decode
 with `frame_reader.FrameReader`, which runs `read_frames` in a worker process it can kill.
-
-Frames come out upright: rotation, codec and the stored frame size are read from the container
-with OpenCV (`video_container`), since decord does not expose them.
+Frames come out upright; OpenCV reads rotation, codec and stored size (`video_container`).
 
 This module must stay free of torch imports (the decoding worker imports it).
 """
@@ -17,12 +24,16 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import TypedDict
 
 import numpy as np
 
+from deepfake_cli.decord_video import DecordFailed, DecordVideo
 from deepfake_cli.errors import UsageError, VideoError
+from deepfake_cli.pyav_video import StreamFacts, probe_stream, read_exact
+from deepfake_cli.results import DecodeInfo
 from deepfake_cli.video_container import ContainerMetadata, container_metadata, upright
 
 VIDEO_EXTENSIONS = (
@@ -39,11 +50,18 @@ VIDEO_EXTENSIONS = (
     ".3gp",
 )
 
-# decord's `fault_tol`: when a frame cannot be decoded, decord silently substitutes the nearest
-# decoded frame unless the number of substitutions exceeds the threshold. 0 would mean "off"
-# (decord tests the parsed integer for truthiness), so the strictest setting is a tiny fraction:
-# threshold = fraction * frame count < 1, and the first substituted frame raises.
-DECORD_FAULT_TOLERANCE = 1e-9
+#: FFmpeg demuxers in whose packet index decord seeks frame-exactly (given closed GOPs), as the
+#: codec corpus (tests/test_codec_corpus.py) shows; AVI qualifies only with intra-only codecs.
+DECORD_EXACT_FORMATS = ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "flv")
+
+#: Names for the demuxers that need the exact path, as a reason says them.
+_CONTAINER_NAMES = {
+    "mpeg": "MPEG program stream",
+    "mpegts": "MPEG transport stream",
+    "mpegvideo": "raw MPEG video",
+    "asf": "ASF/WMV",
+    "avi": "AVI with reordered frames",
+}
 
 # Frame times are computed as time_s * fps; this absorbs float error such as 0.1 * 30 = 3.0000000004
 # so that a range starting at 0.1 s at 30 fps includes frame 3.
@@ -70,8 +88,9 @@ class SampledFrames:
 
     info: VideoInfo
     frame_indices: list[int]  # indices into the video's frames, sorted and unique
-    times_s: list[float]  # frame_index / fps: nominal times from the average frame rate
+    times_s: list[float]  # presentation times, seconds after frame 0 (index / fps if unknown)
     frames: np.ndarray  # (N, H, W, 3) uint8 RGB, upright (rotation already applied)
+    decode: DecodeInfo | None = None  # which decoder read them; None for a still image
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,26 +191,36 @@ def every_kth_frame_indices(
 
 
 # --------------------------------------------------------------------------------------------
+# Which decoder reads a video
+# --------------------------------------------------------------------------------------------
+
+
+def decord_exact_reason(facts: StreamFacts) -> str | None:
+    """None if decord's frames are exact on this stream; else why the exact path reads it.
+
+    decord seeks through its packet index to the keyframe before a frame and decodes forward.
+    That lands on the right frame only where the container indexes every frame with its
+    presentation time, and where decoding from a keyframe needs nothing before it (closed GOPs:
+    an open GOP's leading frames refer to the previous GOP, so decord substitutes or shifts).
+    """
+    if facts.format_name == "avi" and facts.intra_only:
+        return None  # every frame is a keyframe: nothing is reordered or referenced
+    if facts.format_name not in DECORD_EXACT_FORMATS:
+        container = _CONTAINER_NAMES.get(facts.format_name, facts.format_name)
+        return f"{container}: decord's seeks are not frame-exact there"
+    if facts.pts_missing:
+        return "frames without presentation times: decord's seeks are not frame-exact"
+    if facts.open_gop:
+        return "open GOPs: decord's seeks are not frame-exact"
+    return None
+
+
+# --------------------------------------------------------------------------------------------
 # Reading frames in this process
 # --------------------------------------------------------------------------------------------
 
-_decord_module: Any = None
-
-
-def load_decord() -> Any:
-    """decord, imported once with its FFmpeg logging silenced.
-
-    On bad files FFmpeg prints lines like "moov atom not found" to stderr; our `VideoError` says
-    the same thing in one sentence. decord's own C++ warnings ("ERROR opening: ...") cannot be
-    switched off from Python; the decoding worker sends its stderr to /dev/null instead.
-    """
-    global _decord_module
-    if _decord_module is None:
-        import decord
-
-        decord.logging.set_level(decord.logging.QUIET)
-        _decord_module = decord
-    return _decord_module
+#: Given (frame count, frame rate) as the decoder sees them, the frame indices to read.
+ChooseIndices = Callable[[int, float], list[int]]
 
 
 def _checked_path(path: str | os.PathLike[str]) -> str:
@@ -210,104 +239,80 @@ def _checked_path(path: str | os.PathLike[str]) -> str:
     return path_text
 
 
-def _describe_decord_error(path_text: str, error: BaseException) -> str:
-    """One sentence for the user from a decord exception (whose text is a C++ log line)."""
-    detail = str(error)
-    if "cannot find video stream" in detail:
-        reason = "it has no video stream"
-    elif "Error reading" in detail or "ERROR opening" in detail:
-        reason = "it is not a video file FFmpeg can open, or it is truncated"
-    elif "frame-count" in detail or "Invalid frame count" in detail:
-        reason = "its frame count cannot be determined (a still image or a damaged container)"
-    elif (
-        "corrupted" in detail
-        or "Error sending packet" in detail
-        or "decoding" in detail
-        # A damaged frame decodes at another size than the stream's, and decord's scaling
-        # filter refuses it.
-        or "feeding the filter graph" in detail
-    ):
-        reason = "it is damaged and some of its frames cannot be decoded"
-    elif "must exactly match" in detail:
-        # decord 0.6.0 mis-sizes frames whose padded row length is a multiple of their width
-        # (output widths of 16, 32 or 48 pixels).
-        reason = "decord cannot decode frames of this size"
-    else:
-        last_line = detail.strip().splitlines()[-1] if detail.strip() else type(error).__name__
-        reason = f"decoding failed ({last_line.strip()})"
-    return f"Cannot read video '{path_text}': {reason}."
+def _usable_fps(path_text: str, *rates: float) -> float:
+    for rate in rates:
+        if math.isfinite(rate) and rate > 0:
+            return rate
+    raise VideoError(f"Cannot read video '{path_text}': it has no usable frame rate.")
 
 
-@dataclass(frozen=True)
-class _OpenedVideo:
-    """A decord reader on a video, with what is known about the video before decoding."""
-
-    path_text: str
-    reader: Any  # decord.VideoReader
-    num_frames: int
-    fps: float
-    metadata: ContainerMetadata
-
-    def decode(self, frame_indices: list[int]) -> SampledFrames:
-        """The given frames, upright, with where they are in the video; VideoError if damaged."""
-        frames = upright(self._decode_rgb(frame_indices), self.metadata)
-        info = VideoInfo(
-            path=self.path_text,
-            num_frames=self.num_frames,
-            fps=self.fps,
-            duration_s=self.num_frames / self.fps,
-            width=int(frames.shape[2]),
-            height=int(frames.shape[1]),
-            rotation=self.metadata.rotation,
-            codec=self.metadata.codec,
-        )
-        return SampledFrames(
-            info=info,
-            frame_indices=frame_indices,
-            times_s=[frame_index / self.fps for frame_index in frame_indices],
-            frames=frames,
-        )
-
-    def _decode_rgb(self, frame_indices: list[int]) -> np.ndarray:
-        """The requested frames as decord returns them: (N, H, W, 3) uint8, or VideoError."""
-        path_text = self.path_text
-        try:
-            batch = self.reader.get_batch(frame_indices)
-            # A decord bridge set elsewhere (e.g. torch) changes the return type; accept any.
-            frames = batch.asnumpy() if hasattr(batch, "asnumpy") else np.asarray(batch)
-        except Exception as error:
-            raise VideoError(_describe_decord_error(path_text, error)) from error
-        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-            raise VideoError(
-                f"Cannot read video '{path_text}': decord returned frames of shape "
-                f"{tuple(frames.shape)} instead of RGB images."
-            )
-        if frames.shape[0] != len(frame_indices):
-            raise VideoError(
-                f"Cannot read video '{path_text}': decord returned {frames.shape[0]} frames "
-                f"instead of the {len(frame_indices)} requested."
-            )
-        return frames
-
-
-def _open_video(path: str | os.PathLike[str]) -> _OpenedVideo:
-    """A decord reader with the video's frame count, rate and metadata; VideoError if unusable."""
+def _read(path: str | os.PathLike[str], choose_indices: ChooseIndices) -> SampledFrames:
+    """The chosen frames, by decord where it is exact, else (or if it fails) by PyAV."""
     path_text = _checked_path(path)
-    decord = load_decord()
-    try:
-        reader = decord.VideoReader(path_text, ctx=decord.cpu(0), fault_tol=DECORD_FAULT_TOLERANCE)
-        num_frames = len(reader)
-        fps = float(reader.get_avg_fps())
-    except Exception as error:  # decord raises RuntimeError, DECORDError, AssertionError
-        raise VideoError(_describe_decord_error(path_text, error)) from error
-    if num_frames < 1:
-        raise VideoError(f"Cannot read video '{path_text}': it has no frames.")
+    facts = probe_stream(path_text)
     metadata = container_metadata(path_text)
-    if not (math.isfinite(fps) and fps > 0):
-        fps = metadata.fps
-    if not (math.isfinite(fps) and fps > 0):
-        raise VideoError(f"Cannot read video '{path_text}': it has no usable frame rate.")
-    return _OpenedVideo(path_text, reader, num_frames, fps, metadata)
+    reason = decord_exact_reason(facts)
+    if reason is None:
+        try:
+            return _read_with_decord(path_text, facts, metadata, choose_indices)
+        except DecordFailed as failure:
+            reason = failure.reason
+    exact = read_exact(
+        path_text,
+        facts,
+        choose_indices,
+        rotation_hint=metadata.rotation,
+        fallback_fps=metadata.fps,
+    )
+    decode = DecodeInfo("pyav", reason, len(exact.frame_indices), len(exact.frame_indices))
+    # The rotation PyAV read from the frames' own display matrix (and applied).
+    info = _video_info(
+        path_text, exact.num_frames, exact.fps, exact.frames, exact.rotation, metadata.codec
+    )
+    return SampledFrames(info, exact.frame_indices, exact.times_s, exact.frames, decode)
+
+
+def _read_with_decord(
+    path_text: str,
+    facts: StreamFacts,
+    metadata: ContainerMetadata,
+    choose_indices: ChooseIndices,
+) -> SampledFrames:
+    video = DecordVideo.open(path_text)
+    fps = _usable_fps(path_text, video.fps, facts.fps, metadata.fps)
+    frame_indices = choose_indices(video.num_frames, fps)
+    frames = upright(video.decode(frame_indices), metadata)
+    nominal_times_s = [index / fps for index in frame_indices]
+    times_s = video.times_s(frame_indices) or nominal_times_s
+    if all(
+        math.isclose(time_s, nominal, rel_tol=1e-6, abs_tol=1e-6)
+        for time_s, nominal in zip(times_s, nominal_times_s, strict=True)
+    ):
+        times_s = nominal_times_s  # a constant rate: free of decord's float32 rounding
+    decode = DecodeInfo("decord", None, len(frame_indices), len(frame_indices))
+    info = _video_info(path_text, video.num_frames, fps, frames, metadata.rotation, metadata.codec)
+    return SampledFrames(info, frame_indices, times_s, frames, decode)
+
+
+def _video_info(
+    path_text: str,
+    num_frames: int,
+    fps: float,
+    frames: np.ndarray,
+    rotation: int,
+    codec: str | None,
+) -> VideoInfo:
+    """What the video is, with the size of its upright frames."""
+    return VideoInfo(
+        path=path_text,
+        num_frames=num_frames,
+        fps=fps,
+        duration_s=num_frames / fps,
+        width=int(frames.shape[2]),
+        height=int(frames.shape[1]),
+        rotation=rotation,
+        codec=codec,
+    )
 
 
 def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
@@ -318,7 +323,7 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
     Raises:
         VideoError: the file is missing, empty, not a video, has no video stream or is damaged.
     """
-    return _open_video(path).decode([0]).info
+    return _read(path, lambda num_frames, fps: [0]).info
 
 
 class ReadOptions(TypedDict, total=False):
@@ -346,30 +351,31 @@ def read_frames(
     With `every`, reads every `every`-th frame of the range instead, at most `count` of them
     (the first ones), so that memory stays bounded on long videos.
 
-    Only the sampled frames are decoded and held in memory. decord can hang on some damaged
-    files; use `frame_reader.FrameReader` where that must not block the program.
+    Only the sampled frames are held in memory. decord can hang on some damaged files; use
+    `frame_reader.FrameReader` where that must not block the program.
 
     Raises:
         VideoError: the file is missing, empty, not a video, has no video stream or is damaged.
         UsageError: `count` or `every` < 1, or the time range is empty or past the end.
     """
-    video = _open_video(path)
-    num_frames, fps = video.num_frames, video.fps
-    if every is None:
-        frame_indices = sample_frame_indices(num_frames, fps, count, start_s=start_s, end_s=end_s)
-    else:
-        frame_indices = every_kth_frame_indices(
+
+    def choose_indices(num_frames: int, fps: float) -> list[int]:
+        if every is None:
+            return sample_frame_indices(num_frames, fps, count, start_s=start_s, end_s=end_s)
+        return every_kth_frame_indices(
             num_frames, fps, every, start_s=start_s, end_s=end_s, limit=count
         )
-    return video.decode(frame_indices)
+
+    return _read(path, choose_indices)
 
 
 def read_frame_indices(path: str | os.PathLike[str], frame_indices: list[int]) -> SampledFrames:
     """Decode exactly the given frames of a video (upright, as `read_frames` returns them).
 
     For going back to frames a scan already chose (the HTML report re-reads the frames whose
-    boxes a result records). The indices are sorted and deduplicated; `frame_indices` of the
-    result says which frames came back. Decodes in this process, like `read_frames`.
+    boxes a result records); the same rule picks the same decoder, so they are the same frames.
+    The indices are sorted and deduplicated; `frame_indices` of the result says which frames
+    came back. Decodes in this process, like `read_frames`.
 
     Raises:
         VideoError: the file cannot be decoded, or an index is past the video's last frame.
@@ -380,10 +386,14 @@ def read_frame_indices(path: str | os.PathLike[str], frame_indices: list[int]) -
         raise UsageError("At least one frame index is needed to read frames.")
     if wanted[0] < 0:
         raise UsageError(f"Frame indices start at 0, got {wanted[0]}.")
-    video = _open_video(path)
-    if wanted[-1] >= video.num_frames:
-        raise VideoError(
-            f"Cannot read frame {wanted[-1]} of video '{video.path_text}': it has "
-            f"{video.num_frames} frames (was the file replaced since it was scanned?)."
-        )
-    return video.decode(wanted)
+    path_text = os.fsdecode(os.fspath(path))
+
+    def choose_indices(num_frames: int, fps: float) -> list[int]:
+        if wanted[-1] >= num_frames:
+            raise VideoError(
+                f"Cannot read frame {wanted[-1]} of video '{path_text}': it has "
+                f"{num_frames} frames (was the file replaced since it was scanned?)."
+            )
+        return wanted
+
+    return _read(path, choose_indices)

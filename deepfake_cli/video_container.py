@@ -4,7 +4,8 @@ Rotation: phones store portrait video as landscape frames plus a rotation in the
 decord 0.6.0 applies that rotation itself (a transpose filter in its decoder), so its frames are
 already upright; OpenCV reads the rotation for `VideoInfo.rotation`, and `rotate_frames` is applied
 only if the decoded frames are visibly still in stored orientation (a decord build that ignores
-rotation), so frames are never rotated twice.
+rotation), so frames are never rotated twice. PyAV leaves frames as stored; `pyav_video` turns
+them with `rotate_frames` by the display matrix each frame carries.
 
 This module must stay free of torch imports (the decoding worker imports it).
 """
@@ -27,8 +28,8 @@ class ContainerMetadata:
     fps: float
 
 
-def _normalized_rotation(degrees: float) -> int:
-    """0, 90, 180 or 270: display matrices only ever hold quarter turns in practice."""
+def normalized_rotation(degrees: float) -> int:
+    """0, 90, 180 or 270 (clockwise): display matrices only ever hold quarter turns in practice."""
     if not math.isfinite(degrees):
         return 0
     return (round(degrees / 90.0) * 90) % 360
@@ -50,7 +51,7 @@ def container_metadata(path_text: str) -> ContainerMetadata:
     try:
         if not capture.isOpened():
             return ContainerMetadata(rotation=0, codec=None, stored_size=None, fps=0.0)
-        rotation = _normalized_rotation(capture.get(cv2.CAP_PROP_ORIENTATION_META))
+        rotation = normalized_rotation(capture.get(cv2.CAP_PROP_ORIENTATION_META))
         codec = _fourcc_text(capture.get(cv2.CAP_PROP_FOURCC))
         fps = float(capture.get(cv2.CAP_PROP_FPS))
         # With auto-orientation on (the default) OpenCV reports the displayed size; switched off

@@ -7,8 +7,15 @@ import itertools
 import pytest
 
 from deepfake_cli.aggregate import (
+    DEFAULT_MIN_PRESENCE,
+    REASON_FACE_TOO_SMALL,
+    REASON_TOO_FEW_FRAMES,
+    REASONS,
     STRATEGIES,
+    JudgingRule,
+    SeenPerson,
     aggregate_scores,
+    default_min_face_px,
     exit_code_for,
     verdict_for,
     video_verdict,
@@ -173,6 +180,72 @@ def test_video_verdict_without_persons_is_refused() -> None:
         video_verdict({0: []}, strategy="mean", threshold=0.5)
     with pytest.raises(ValueError):
         video_verdict({0: [0.5]}, strategy="nope", threshold=0.5)
+
+
+# --- which persons are judged ---------------------------------------------------------------
+
+
+def test_default_min_face_follows_the_models_input_size() -> None:
+    # 380 / (1.3 * 6) = 48.7: the authors' B4 judges faces of 49 px and more; a 64 px model
+    # enlarges nothing much, so the floor (MTCNN's smallest useful face) applies.
+    assert default_min_face_px(380, 1.3) == 49
+    assert default_min_face_px(64, 1.3) == 20
+    assert default_min_face_px(224, 1.3) == 29
+    assert DEFAULT_MIN_PRESENCE == 0.25
+
+
+def test_judging_rule_gives_the_reason_size_first() -> None:
+    rule = JudgingRule(min_face_px=49, min_presence=0.25)
+    assert rule.required_frames(32) == 8
+    assert rule.required_frames(4) == 1
+    assert rule.required_frames(1) == 1
+    assert JudgingRule(min_face_px=0, min_presence=0.3).required_frames(10) == 3  # not 4
+    assert JudgingRule(min_face_px=0, min_presence=0.0).required_frames(32) == 1
+    presenter = SeenPerson(id=0, frames=32, face_px=120.0)
+    on_screen = SeenPerson(id=1, frames=3, face_px=45.0)  # small and brief: size is named
+    brief = SeenPerson(id=2, frames=7, face_px=80.0)
+    at_the_limits = SeenPerson(id=3, frames=8, face_px=49.0)
+    assert rule.reason_not_judged(presenter, 32) is None
+    assert rule.reason_not_judged(on_screen, 32) == REASON_FACE_TOO_SMALL
+    assert rule.reason_not_judged(brief, 32) == REASON_TOO_FEW_FRAMES
+    assert rule.reason_not_judged(at_the_limits, 32) is None  # both limits are inclusive
+    assert REASONS == (REASON_FACE_TOO_SMALL, REASON_TOO_FEW_FRAMES)
+
+    unjudged = rule.unjudged_persons([presenter, on_screen, brief], sampled_frames=32)
+    assert [(person.id, person.reason) for person in unjudged] == [
+        (1, "face_too_small"),
+        (2, "too_few_frames"),
+    ]
+    assert all(
+        person.fake_probability is None and person.verdict is None and not person.judged
+        for person in unjudged
+    )
+    assert [person.face_px for person in unjudged] == [45.0, 80.0]
+    assert [person.frames for person in unjudged] == [3, 7]
+
+
+@pytest.mark.parametrize("rule", [{"min_face_px": -1}, {"min_face_px": 20, "min_presence": 1.5}])
+def test_judging_rule_refuses_nonsense(rule: dict) -> None:
+    with pytest.raises(ValueError):
+        JudgingRule(**rule)
+
+
+def test_only_judged_persons_decide_the_verdict() -> None:
+    rule = JudgingRule(min_face_px=49)
+    (small_face,) = rule.unjudged_persons([SeenPerson(1, 30, 40.0)], sampled_frames=32)
+    persons, video_probability, verdict = video_verdict(
+        {0: [0.1, 0.2], 2: [0.3]},
+        strategy="mean",
+        threshold=0.5,
+        face_px={0: 120.0, 2: 90.0},
+        unjudged=[small_face],
+    )
+    assert [(person.id, person.judged) for person in persons] == [(0, True), (1, False), (2, True)]
+    assert [person.face_px for person in persons] == [120.0, 40.0, 90.0]
+    assert video_probability == pytest.approx(0.3) and verdict == "REAL"
+    # Nobody judged: no verdict, whatever was seen.
+    with pytest.raises(ValueError, match="no_face"):
+        video_verdict({}, strategy="mean", threshold=0.5, unjudged=[small_face])
 
 
 # --- exit codes -----------------------------------------------------------------------------

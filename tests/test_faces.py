@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from deepfake_cli.faces import Detection, FaceDetector, Track, box_iou, link_tracks
+from deepfake_cli.faces import (
+    Detection,
+    FaceDetector,
+    Track,
+    box_iou,
+    link_tracks,
+    visible_side_px,
+)
 
 DATA_DIR = Path(__file__).parent / "data"
 
@@ -313,3 +320,95 @@ def test_two_faces_of_one_frame_never_share_a_track():
 def test_link_tracks_of_nothing_is_empty():
     assert link_tracks([]) == []
     assert link_tracks([[], [], []]) == []
+
+
+# ----- sparse sampling: 32 frames over a minute, so heads move between samples -----
+
+
+def _positions_x(track: Track) -> dict[int, float]:
+    return {position: track.detections[position].center_xy[0] for position in track.detections}
+
+
+def test_a_walking_person_keeps_one_track_between_far_apart_samples():
+    # 1.2 face sizes per sample: beyond any IoU, and beyond the old one-face-size radius.
+    walking = [[_face(100.0 + 120.0 * step, 300.0)] for step in range(8)]
+    (track,) = link_tracks(walking)
+    assert track.frame_positions == list(range(8))
+
+
+def test_a_person_missing_for_several_samples_is_found_where_their_motion_leads():
+    # 0.8 faces per sample, not detected in samples 3 to 5: 3.2 faces from where last seen.
+    detections_per_frame = [
+        [] if step in (3, 4, 5) else [_face(100.0 + 80.0 * step, 300.0)] for step in range(10)
+    ]
+    (track,) = link_tracks(detections_per_frame)
+    assert track.frame_positions == [0, 1, 2, 6, 7, 8, 9]
+
+
+def test_a_head_that_stopped_while_unseen_keeps_its_track():
+    # Moves a face size per sample, is missed twice, and is back where it was last seen.
+    detections_per_frame = [[_face(100.0 + 100.0 * step, 300.0)] for step in range(4)]
+    detections_per_frame += [[], [], [_face(400.0, 300.0)], [_face(402.0, 301.0)]]
+    (track,) = link_tracks(detections_per_frame)
+    assert track.frame_positions == [0, 1, 2, 3, 6, 7]
+
+
+def test_two_people_crossing_quickly_keep_their_tracks():
+    # 0.9 face sizes per sample towards each other: at the crossing, each face is nearer to
+    # where the other person was last seen than to where they were themselves.
+    detections_per_frame = [
+        [_face(100.0 + 90.0 * step, 300.0), _face(900.0 - 90.0 * step, 330.0, side=90.0)]
+        for step in range(10)
+    ]
+    walking_right, walking_left = link_tracks(detections_per_frame)
+    assert list(_positions_x(walking_right).values()) == [100.0 + 90.0 * s for s in range(10)]
+    assert list(_positions_x(walking_left).values()) == [900.0 - 90.0 * s for s in range(10)]
+
+
+def test_a_newcomer_beside_a_missed_person_does_not_take_their_track():
+    # The presenter is missed in sample 5, when someone appears 1.7 face sizes beside them.
+    detections_per_frame = [[_face(400.0, 300.0)] for _ in range(5)]
+    detections_per_frame += [[_face(570.0, 300.0)]]
+    detections_per_frame += [[_face(400.0, 300.0), _face(570.0, 300.0)] for _ in range(5)]
+    presenter, newcomer = link_tracks(detections_per_frame)
+    assert set(_positions_x(presenter).values()) == {400.0}
+    assert set(_positions_x(newcomer).values()) == {570.0}
+    assert newcomer.frame_positions == [5, 6, 7, 8, 9, 10]
+
+
+def test_a_small_face_on_a_screen_behind_a_presenter_is_its_own_person():
+    # The screen's face (45 px) shows now and then beside the presenter's (120 px).
+    detections_per_frame = [
+        [_face(400.0 + step, 300.0, side=120.0)]
+        + ([_face(500.0, 220.0, side=45.0, det_prob=0.93)] if step % 5 == 0 else [])
+        for step in range(32)
+    ]
+    presenter, on_screen = link_tracks(detections_per_frame)
+    assert len(presenter.detections) == 32
+    assert on_screen.frame_positions == [0, 5, 10, 15, 20, 25, 30]
+
+
+def test_a_restless_head_with_missed_detections_stays_one_person():
+    # A random walk of about a third of a face size per sample, with one detection in five
+    # missed: the tolerance grows with the gap, as the walk's spread does.
+    rng = np.random.default_rng(0)
+    center_x, center_y = 500.0, 300.0
+    detections_per_frame: list[list[Detection]] = []
+    for _ in range(32):
+        center_x += rng.normal(0.0, 35.0)
+        center_y += rng.normal(0.0, 18.0)
+        side = 100.0 * rng.uniform(0.9, 1.1)
+        detected = rng.uniform() > 0.2
+        detections_per_frame.append([_face(center_x, center_y, side=side)] if detected else [])
+    (track,) = link_tracks(detections_per_frame)
+    assert len(track.detections) == sum(len(frame) for frame in detections_per_frame)
+
+
+def test_face_side_is_the_shorter_side_inside_the_frame_median_over_frames():
+    assert visible_side_px((10.0, 20.0, 60.0, 90.0), 144, 176) == 50.0  # 50 x 70: the width
+    # Cut by the left edge: only 15 px of its 50 px width are in the frame.
+    assert visible_side_px((-35.0, 20.0, 15.0, 90.0), 144, 176) == 15.0
+    assert visible_side_px((-90.0, 20.0, -10.0, 90.0), 144, 176) == 0.0  # wholly outside
+    sides = {0: 40.0, 1: 50.0, 3: 90.0}
+    track = Track(0, {position: _face(50.0, 50.0, side=side) for position, side in sides.items()})
+    assert track.face_side_px([(144, 176)] * 4) == 50.0

@@ -63,6 +63,7 @@ def test_frame_reader_reads_and_prefetches_in_order(tmp_path: Path) -> None:
     assert first.info == in_process.info
     assert first.frame_indices == in_process.frame_indices
     assert first.times_s == in_process.times_s
+    assert first.decode == in_process.decode  # how they were decoded crosses the pipe too
     assert np.array_equal(first.frames, in_process.frames)
     for number, sampled in enumerate(later, start=1):
         assert sampled.info.num_frames == 20 + number
@@ -159,3 +160,25 @@ def test_read_ahead_keeps_one_video_decoding_ahead(tmp_path: Path) -> None:
         # Plain paths need no path_of; an empty batch yields nothing.
         assert [path for path, _ in reader.read_ahead(paths[:2])] == paths[:2]
         assert list(reader.read_ahead([])) == []
+
+
+# --- inputs the decode fuzzer (scripts/fuzz_decode.py) found breaking something --------------
+
+FUZZ_FINDINGS = sorted(
+    path for path in (Path(__file__).parent / "data" / "fuzz").iterdir() if path.suffix != ".md"
+)
+
+
+@pytest.mark.parametrize("path", FUZZ_FINDINGS, ids=[path.name for path in FUZZ_FINDINGS])
+def test_fuzz_findings_read_or_get_one_sentence(path: Path) -> None:
+    """Each broke a rule once (a traceback, a hang); now it reads, or is refused in a sentence."""
+    with FrameReader(timeout_s=30.0) as reader:
+        try:
+            sampled = reader.read(path, count=32)
+        except VideoError as error:
+            assert_one_sentence_about(error, path)
+            assert "failed in the worker process" not in str(error)
+            assert "did not finish" not in str(error)
+            return
+    assert sampled.decode.frames_exact == sampled.decode.frames_requested
+    assert len(sampled.frames) == len(sampled.frame_indices) == len(sampled.times_s)

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+from rich.cells import cell_len
 from rich.console import Console
 
 from deepfake_cli.errors import UsageError
@@ -21,12 +22,22 @@ from deepfake_cli.report import (
     read_results,
     render_table,
 )
-from deepfake_cli.results import FaceScore, FrameRecord, ModelInfo, PersonResult, VideoResult
+from deepfake_cli.report.table import shorten_path
+from deepfake_cli.results import (
+    SCHEMA_VERSION,
+    DecodeInfo,
+    FaceScore,
+    FrameRecord,
+    ModelInfo,
+    PersonResult,
+    VideoResult,
+)
 
 MODEL = ModelInfo(name="mat-efficientnet-b4-demo", sha256="ab12cd34ef56" + "0" * 52, demo=True)
 COMMON = {"threshold": 0.5, "aggregate": "mean", "model": MODEL}
 
 VIDEO_KEYS = [
+    "schema_version",
     "path",
     "status",
     "error",
@@ -34,11 +45,15 @@ VIDEO_KEYS = [
     "fake_probability",
     "threshold",
     "aggregate",
+    "min_face_px",
+    "min_presence",
     "frames_used",
+    "decode",
     "model",
     "persons",
     "seconds",
 ]
+PERSON_KEYS = ["id", "fake_probability", "verdict", "frames", "judged", "reason", "face_px"]
 
 #: Everything a path may hold that trips up naive CSV or JSON writers.
 AWKWARD_PATH = 'vidéos/a "quoted", name\nwith newline 視頻 ☃.mp4'
@@ -55,8 +70,19 @@ def fake_result(path: str = "clips/fake.mp4") -> VideoResult:
         persons=[
             PersonResult(id=0, fake_probability=0.9312345678, verdict="FAKE", frames=2),
             PersonResult(id=1, fake_probability=0.12, verdict="REAL", frames=1),
+            PersonResult(
+                id=2,
+                fake_probability=None,
+                verdict=None,
+                frames=1,
+                judged=False,
+                reason="face_too_small",
+                face_px=41.04,
+            ),
         ],
         seconds=3.14159,
+        min_face_px=49,
+        min_presence=0.25,
         frames=[
             FrameRecord(
                 index=0,
@@ -117,11 +143,44 @@ def all_results() -> list[VideoResult]:
 def test_to_dict_keys_in_schema_order_without_details() -> None:
     data = fake_result().to_dict()
     assert list(data) == VIDEO_KEYS
+    assert data["schema_version"] == SCHEMA_VERSION == 2
     assert list(data["model"]) == ["name", "sha256", "demo"]
-    assert list(data["persons"][0]) == ["id", "fake_probability", "verdict", "frames"]
+    # Schema 1's person keys first, in their order; schema 2's after them.
+    assert list(data["persons"][0]) == PERSON_KEYS
+    assert PERSON_KEYS[:4] == ["id", "fake_probability", "verdict", "frames"]
     assert data["fake_probability"] == 0.931235  # rounded to 6 decimals in output only
     assert data["seconds"] == 3.142
+    assert (data["min_face_px"], data["min_presence"]) == (49, 0.25)
     assert "frames" not in data
+
+
+def test_a_person_not_judged_has_a_reason_and_no_score() -> None:
+    judged, _other, unjudged = fake_result().to_dict()["persons"]
+    assert judged["judged"] is True and judged["reason"] is None
+    assert unjudged == {
+        "id": 2,
+        "fake_probability": None,
+        "verdict": None,
+        "frames": 1,
+        "judged": False,
+        "reason": "face_too_small",
+        "face_px": 41.0,
+    }
+    assert [person.id for person in fake_result().judged_persons] == [0, 1]
+
+
+def test_schema_1_records_read_as_judged_persons() -> None:
+    """A JSONL file written before schema 2 (e.g. kept by --resume) still reads."""
+    old = real_result().to_dict()
+    for key in ("schema_version", "min_face_px", "min_presence", "decode"):
+        del old[key]
+    for person in old["persons"]:
+        for key in ("judged", "reason", "face_px"):
+            del person[key]
+    read_back = VideoResult.from_dict(old)
+    assert read_back.persons[0].judged and read_back.persons[0].reason is None
+    assert read_back.min_face_px is None and read_back.min_presence is None
+    assert read_back.to_dict()["schema_version"] == SCHEMA_VERSION
 
 
 def test_to_dict_with_details_adds_frames_last() -> None:
@@ -310,7 +369,15 @@ def test_csv_file_round_trips_and_is_replaced_atomically(tmp_path: Path) -> None
     fake_row, no_face_row, error_row = rows
     assert fake_row["verdict"] == "FAKE"
     assert float(fake_row["fake_probability"]) == 0.931235
-    assert fake_row["persons"] == "2"  # a count
+    assert fake_row["persons"] == "3"  # a count
+    assert fake_row["judged_persons"] == "2"
+    assert (fake_row["min_face_px"], fake_row["min_presence"]) == ("49", "0.25")
+    assert fake_row["schema_version"] == str(SCHEMA_VERSION)
+    # Schema 1's columns keep their positions: new columns are appended.
+    assert CSV_COLUMNS[:13] == (
+        "path", "status", "error", "verdict", "fake_probability", "threshold", "aggregate",
+        "frames_used", "persons", "model_name", "model_sha256", "model_demo", "seconds",
+    )  # fmt: skip
     assert fake_row["model_name"] == MODEL.name
     assert fake_row["model_sha256"] == MODEL.sha256
     assert fake_row["model_demo"] == "true"
@@ -436,6 +503,76 @@ def test_empty_table() -> None:
     console = Console(record=True, width=120, file=io.StringIO())
     render_table([], console)
     assert "No videos were scanned." in console.export_text()
+
+
+LONG_PATHS = (
+    "/tmp/real_eval/fake/ghost_mark.mp4",
+    "/home/someone/datasets/FaceForensics++/manipulated_sequences/Deepfakes/c23/videos/000.mp4",
+    "relative folder/with spaces in/every part/and in the name of the clip.mp4",
+    "/data/視頻/顔の動画/インタビュー 2024.mp4",  # double-width characters
+    "short.mp4",
+)
+
+
+def test_table_fits_80_columns_and_never_breaks_a_path_mid_word() -> None:
+    results = [real_result(path) for path in LONG_PATHS]
+    results[0] = fake_result(LONG_PATHS[0])  # with a person not judged
+    results[1].decode = DecodeInfo("pyav", "decord seeks late", 16, 16)
+    results.append(error_result("/tmp/real_eval/broken/a damaged file.mp4"))
+    console = Console(record=True, width=80, file=io.StringIO())
+    render_table(results, console)
+    lines = console.export_text().splitlines()
+
+    assert all(cell_len(line) <= 80 for line in lines), "\n".join(lines)
+    file_cells = [line.split("│")[1].strip() for line in lines if line.startswith("│")]
+    for result in results:
+        folders, name = result.path.rsplit("/", 1) if "/" in result.path else ("", result.path)
+        # The path is on one line: its file name whole at the end, then whole folder names
+        # (or the ellipsis that stands for those left out).
+        (cell,) = [cell for cell in file_cells if cell.endswith(name)]
+        shown_folders = cell[: -len(name)].split("/")[:-1]
+        assert set(shown_folders) <= {*folders.split("/"), "…"}, cell
+        assert cell in (result.path, name) or "…" in cell  # shortened visibly, if at all
+    assert "short.mp4" in file_cells  # a path that fits is shown whole
+    # The notes under the paths wrap between words.
+    notes = " ".join(file_cells)
+    for note in ("Not judged: 1 face under 49 px.", "Read with pyav.", "The video has zero bytes."):
+        assert note in notes, notes
+
+
+def test_shorten_path_keeps_the_nearest_folders_and_dims_them() -> None:
+    path = "/home/someone/datasets/FaceForensics++/manipulated/Deepfakes/c23/videos/000.mp4"
+    assert shorten_path(path, 200).plain == path
+    assert shorten_path(path, 30).plain == "…/Deepfakes/c23/videos/000.mp4"
+    assert shorten_path(path, 12).plain == "/…/000.mp4"  # rooted: the root is kept
+    assert shorten_path("data/clips/000.mp4", 12).plain == "…/000.mp4"
+    assert shorten_path("data/clips/000.mp4", 8).plain == "000.mp4"  # no room for a folder
+    assert shorten_path("a/very_long_file_name_of_a_clip.mp4", 16).plain == "very_lo…clip.mp4"
+    shortened = shorten_path(path, 30)
+    assert [span.style for span in shortened.spans] == ["dim"]  # the folder, not the name
+    assert shortened.spans[0].end == len("…/Deepfakes/c23/videos/")
+    # A line break in a file name would break the table's rows: it is shown escaped.
+    assert shorten_path("odd\nname.mp4", 80).plain == "odd\\nname.mp4"
+
+
+def test_table_says_why_no_face_was_judged() -> None:
+    only_small = VideoResult.no_face(
+        "clips/far away.mp4",
+        seconds=1.0,
+        persons=[
+            PersonResult(0, None, None, 16, judged=False, reason="face_too_small", face_px=30.0),
+            PersonResult(1, None, None, 2, judged=False, reason="too_few_frames", face_px=80.0),
+        ],
+        min_face_px=49,
+        min_presence=0.25,
+        **COMMON,
+    )
+    console = Console(record=True, width=120, file=io.StringIO())
+    render_table([only_small, no_face_result()], console)
+    text = console.export_text()
+    assert "No face to judge: 1 face under 49 px, 1 seen in under 25% of frames." in text, text
+    assert "No face found." in text
+    assert "2 videos: 0 FAKE, 0 REAL, 2 no face, 0 errors" in text
 
 
 # --- progress -------------------------------------------------------------------------------

@@ -29,15 +29,11 @@ from deepfake_cli.commands import app
 from deepfake_cli.errors import UsageError
 from deepfake_cli.faces import FaceDetector
 from deepfake_cli.frame_reader import FrameReader
+from deepfake_cli.inputs import expand_inputs
 from deepfake_cli.model import MATConfig, Preprocessing, Provenance, build_detector, save_weights
 from deepfake_cli.model.weights import load_detector
 from deepfake_cli.results import VideoResult
-from deepfake_cli.scan import (
-    ScanOptions,
-    VideoScanner,
-    expand_inputs,
-    scan_batch,
-)
+from deepfake_cli.scan import ScanOptions, VideoScanner, scan_batch
 from deepfake_cli.scoring import FaceScorer
 from deepfake_cli.shards import in_shard, parse_shard
 from deepfake_cli.video import read_frames, sample_frame_indices
@@ -248,6 +244,9 @@ def test_talking_head_has_one_person_in_every_sampled_frame(make_scanner) -> Non
     assert 0.0 <= result.fake_probability <= 1.0
     assert len(result.persons) == 1
     assert result.persons[0].frames == result.frames_used == frames
+    # An ordinary video: its one face is big enough and always there, so it is judged.
+    assert result.persons[0].judged and result.persons[0].reason is None
+    assert result.persons[0].face_px > result.min_face_px == 20
     # Frames sampled evenly over the 120-frame clip, each with exactly one face: person 0.
     info = read_frames(CARPHONE, count=1).info
     assert [frame.index for frame in result.frames] == sample_frame_indices(
@@ -271,7 +270,7 @@ def test_two_people_are_two_persons_and_max_faces_bounds_them(make_scanner, medi
     both = scan_paths(make_scanner(details=True), [path])[path]
     assert both.status == "ok"
     assert [person.id for person in both.persons] == [0, 1]
-    assert all(person.frames == SAMPLED for person in both.persons)
+    assert all(person.frames == SAMPLED and person.judged for person in both.persons)
     assert all(len(frame.faces) == 2 for frame in both.frames)
     # The two faces stay on their own side of the frame: tracks did not swap.
     for person_id in (0, 1):
@@ -319,6 +318,37 @@ def test_good_inputs_of_every_shape_are_scanned(make_scanner, media) -> None:
         box = results[str(media[name])].frames[0].faces[0].box
         assert box[2] <= 120 and box[3] <= 200  # inside the 120x200 upright frame
     assert results[str(media[UNICODE_NAME])].path.endswith(UNICODE_NAME)
+    # Each says how its frames were read: these containers are all on decord's exact path.
+    for result in results.values():
+        assert result.decode.decoder == "decord" and result.decode.reason is None
+        assert result.decode.frames_exact == result.decode.frames_requested == result.frames_used
+
+
+@pytest.mark.parametrize(("muxer", "codec"), [("mpeg", "mpeg1video"), ("vob", "mpeg2video")])
+def test_mpeg_program_streams_scan_ok_on_the_frames_they_name(
+    make_scanner, tmp_path: Path, muxer: str, codec: str
+) -> None:
+    """MPEG-1/2 in .mpg: decord's seeks land frames late there, so PyAV reads them in order."""
+    import av
+
+    path = tmp_path / f"talking head {codec}.mpg"
+    with av.open(str(path), "w", format=muxer) as container:
+        stream = container.add_stream(codec, rate=25, options={"qscale": "2", "bf": "2"})
+        stream.width, stream.height, stream.pix_fmt = 176, 144, "yuv420p"
+        for frame_bgr in carphone_frames():
+            frame = av.VideoFrame.from_ndarray(frame_bgr, format="bgr24").reformat(format="yuv420p")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    result = scan_paths(make_scanner(details=True), [str(path)])[str(path)]
+    assert result.status == "ok", result.error
+    assert len(result.persons) == 1 and result.frames_used == SAMPLED
+    assert [frame.index for frame in result.frames] == sample_frame_indices(
+        CLIP_FRAMES, 25.0, SAMPLED
+    )
+    assert result.decode.decoder == "pyav"
+    assert result.decode.reason.startswith("MPEG program stream")
+    assert result.decode.frames_exact == result.decode.frames_requested == SAMPLED
+    assert result.to_dict()["decode"]["decoder"] == "pyav"
 
 
 @pytest.fixture(scope="module")
@@ -339,6 +369,7 @@ def test_each_bad_input_gets_one_sentence_and_no_score(bad_results, name) -> Non
     assert result.verdict is None and result.fake_probability is None and result.persons == []
     assert_one_sentence(result.error, name)
     assert BAD_INPUTS[name] in result.error
+    assert result.decode is None  # no frame of it was judged
 
 
 def test_bad_inputs_do_not_stop_the_batch(bad_results) -> None:
@@ -432,6 +463,9 @@ def test_an_unexpected_failure_on_one_video_is_an_error_result(
         {"start_s": 2.0, "end_s": 1.0},
         {"max_faces": 0},
         {"timeout_s": 0.0},
+        {"min_face_px": -1},
+        {"min_presence": 1.5},
+        {"min_presence": -0.1},
     ],
 )
 def test_scan_options_reject_nonsense(options) -> None:
@@ -689,6 +723,8 @@ def test_cli_shards_split_a_folder_between_runs(
         (["--batch-size", "0"], "--batch-size must be at least 1"),
         (["--frames", "0"], "--frames must be at least 1"),
         (["--max-faces", "0"], "--max-faces must be at least 1"),
+        (["--min-face", "-5"], "--min-face must be a number of pixels"),
+        (["--min-presence", "2"], "--min-presence must be between 0 and 1"),
         (["--shard", "3/2"], "K must be between 1 and N"),
         (["--aggregate", "max"], "Unknown aggregation strategy"),
         (["--format", "xml"], "Unknown output format"),

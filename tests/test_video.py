@@ -15,12 +15,13 @@ import cv2
 import numpy as np
 import pytest
 
+from deepfake_cli.decord_video import DecordFailed, DecordVideo, load_decord
 from deepfake_cli.errors import UsageError, VideoError
+from deepfake_cli.results import DecodeInfo
 from deepfake_cli.video import (
     VIDEO_EXTENSIONS,
     VideoInfo,
     every_kth_frame_indices,
-    load_decord,
     probe_video,
     read_frames,
     sample_frame_indices,
@@ -245,6 +246,8 @@ def test_read_frames_returns_exactly_the_requested_frames(tmp_path: Path) -> Non
         rotation=0,
         codec=sampled.info.codec,
     )
+    # An MP4 with closed GOPs: decord's seeks are exact there, so decord read them.
+    assert sampled.decode == DecodeInfo("decord", None, frames_requested=8, frames_exact=8)
 
 
 def test_read_frames_with_a_time_range_and_a_frame_step(tmp_path: Path) -> None:
@@ -363,6 +366,25 @@ def test_decord_is_asked_to_raise_instead_of_duplicating_broken_frames(
     # decord raises once substituted frames exceed fault_tol * frame count (for 0 < fault_tol <
     # 1); below one frame for any real video means the first substitution raises. 0 means off.
     assert 0 < received_options["fault_tol"] * 10_000_000 < 1
+
+
+def test_when_decord_fails_the_exact_path_reads_the_same_frames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_video(tmp_path / "clip.mp4", num_frames=30, width=96, height=64)
+    by_decord = read_frames(path, count=6)
+
+    def substituting_decode(self, frame_indices):
+        raise DecordFailed("decord substituted neighbouring frames for frames it could not decode")
+
+    monkeypatch.setattr(DecordVideo, "decode", substituting_decode)
+    by_pyav = read_frames(path, count=6)
+    assert by_pyav.decode.decoder == "pyav"
+    assert by_pyav.decode.reason.startswith("decord substituted")
+    assert by_pyav.frame_indices == by_decord.frame_indices
+    assert [index_in_frame(frame) for frame in by_pyav.frames] == by_pyav.frame_indices
+    assert by_pyav.info == by_decord.info
+    assert by_pyav.times_s == pytest.approx(by_decord.times_s, abs=1e-6)
 
 
 # --- bad input --------------------------------------------------------------------------------

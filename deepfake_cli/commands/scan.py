@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from deepfake_cli.aggregate import DEFAULT_MIN_PRESENCE
 from deepfake_cli.commands._errors import user_errors
 from deepfake_cli.commands._help import WEIGHTS_ENV, epilog
 from deepfake_cli.errors import UsageError
@@ -27,7 +28,9 @@ SCAN_EPILOG = epilog(
     notes=[
         "Exit codes: 0 = every file scanned and none judged FAKE; 1 = at least one judged FAKE; "
         "2 = at least one file could not be scanned (takes precedence over 1), or a usage "
-        "error. A video without a face is reported as no_face and is not an error."
+        "error. A video without a face is reported as no_face and is not an error. So is a "
+        "video whose faces are all too small or too briefly seen to judge (--min-face, "
+        "--min-presence)."
     ],
 )
 
@@ -56,6 +59,22 @@ def scan_command(
     start: Annotated[float | None, typer.Option(help="Sample from this time (seconds).")] = None,
     end: Annotated[float | None, typer.Option(help="Sample until this time (seconds).")] = None,
     max_faces: Annotated[int, typer.Option(help="Faces scored per frame, largest first.")] = 4,
+    min_face: Annotated[
+        int | None,
+        typer.Option(
+            help="Persons whose face is smaller (pixels, shorter side of the face box inside "
+            "the frame) are reported, not judged (default: from the model's input size; 20 for "
+            "the demo model, 49 for a 380 px one).",
+            show_default=False,
+        ),
+    ] = None,
+    min_presence: Annotated[
+        float,
+        typer.Option(
+            help="Persons found in fewer than this share of the sampled frames are reported, "
+            "not judged."
+        ),
+    ] = DEFAULT_MIN_PRESENCE,
     aggregate: Annotated[
         str, typer.Option(help="Frame-to-video rule: mean, median, topk, confident, weighted.")
     ] = "mean",
@@ -123,6 +142,8 @@ def scan_command(
             start_s=start,
             end_s=end,
             max_faces=max_faces,
+            min_face_px=min_face,
+            min_presence=min_presence,
             aggregate=aggregate,
             threshold=threshold,
             timeout_s=timeout if timeout > 0 else None,

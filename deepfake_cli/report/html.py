@@ -38,6 +38,7 @@ from deepfake_cli.errors import UsageError
 from deepfake_cli.files import write_atomically
 from deepfake_cli.report.evidence import VideoEvidence, gather_evidence, save_attention
 from deepfake_cli.report.pictures import attention_heatmaps, encode_jpeg, map_colour
+from deepfake_cli.report.table import unjudged_note
 from deepfake_cli.results import (
     STATUS_ERROR,
     STATUS_NO_FACE,
@@ -237,6 +238,8 @@ def _index_row(entry: IndexEntry) -> _IndexRow:
     note = ""
     if result.status == STATUS_ERROR:
         note = result.error or "The video could not be scanned."
+    elif result.status == STATUS_NO_FACE and result.persons:
+        note = f"No face to judge: {unjudged_note(result.persons, result)}."
     elif result.status == STATUS_NO_FACE:
         note = "No face found in the sampled frames."
     elif entry.problem:

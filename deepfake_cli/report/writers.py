@@ -40,8 +40,10 @@ from deepfake_cli.results import VideoResult
 
 FORMATS: tuple[str, ...] = ("table", "json", "jsonl", "csv")
 
-#: CSV columns, in order. `persons` is the number of persons found (the per-person scores are
-#: in the JSON formats only); `model_demo` is `true` or `false`, as in JSON; null is empty.
+#: CSV columns, in order. `persons` is the number of persons found and `judged_persons` how
+#: many of them the verdict rests on (the per-person scores are in the JSON formats only);
+#: `model_demo` is `true` or `false`, as in JSON; null is empty. Columns added by a schema
+#: version come last, so scripts that pick columns by position keep working.
 CSV_COLUMNS: tuple[str, ...] = (
     "path",
     "status",
@@ -56,6 +58,10 @@ CSV_COLUMNS: tuple[str, ...] = (
     "model_sha256",
     "model_demo",
     "seconds",
+    "judged_persons",
+    "min_face_px",
+    "min_presence",
+    "schema_version",
 )
 
 #: Width of a table written to a file: there is no terminal to measure, and paths are long.
@@ -98,6 +104,10 @@ def _csv_row(result: VideoResult) -> list[str]:
         "model_sha256": data["model"]["sha256"],
         "model_demo": "true" if data["model"]["demo"] else "false",
         "seconds": data["seconds"],
+        "judged_persons": sum(person["judged"] for person in data["persons"]),
+        "min_face_px": data["min_face_px"],
+        "min_presence": data["min_presence"],
+        "schema_version": data["schema_version"],
     }
     cells = ["" if values[column] is None else str(values[column]) for column in CSV_COLUMNS]
     # A path that is not valid UTF-8 (lone surrogates) would make any UTF-8 writer fail

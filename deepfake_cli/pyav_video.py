@@ -1,0 +1,286 @@
+"""The exact path: PyAV, decoding every frame in order and keeping the sampled ones.
+
+PyAV ships its own FFmpeg. Decoding from the first packet, frame k is by definition the k-th
+frame the decoder shows (in presentation order), and its time is its own timestamp, so there is
+no seek that can land on the wrong frame and no index that can disagree with the decoder. The
+cost is decoding every frame up to the last sampled one (only the sampled ones are converted to
+RGB and kept). `video` uses this path where decord's seeks are not exact.
+
+`probe_stream` also tells `video` which decoder a file needs: it opens the container and reads
+the first packets (demuxing only, no decoding) to see whether keyframes start closed groups of
+pictures.
+
+This module must stay free of torch imports (the decoding worker imports it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from deepfake_cli.errors import VideoError
+from deepfake_cli.video_container import normalized_rotation, rotate_frames
+
+if TYPE_CHECKING:
+    import av
+
+# Packets read by `probe_stream` to judge the groups of pictures: enough for a few keyframes
+# at the usual 1-10 s keyframe intervals, small enough to cost milliseconds.
+_PROBE_PACKETS = 600
+_PROBE_KEYFRAMES = 4
+
+_DAMAGED = "it is damaged and some of its frames cannot be decoded"
+
+_av_module: Any = None
+
+
+def load_av() -> Any:
+    """PyAV, imported once (it takes a tenth of a second: not at import) with FFmpeg quiet.
+
+    FFmpeg's own messages about damaged packets would reach stderr; the VideoError says it once.
+    """
+    global _av_module
+    if _av_module is None:
+        import av
+
+        av.logging.set_level(None)
+        _av_module = av
+    return _av_module
+
+
+@dataclass(frozen=True)
+class StreamFacts:
+    """What the container and its first packets say about a video stream."""
+
+    format_name: str  # FFmpeg's demuxer, e.g. "mov,mp4,m4a,3gp,3g2,mj2", "mpeg", "matroska,webm"
+    codec_name: str  # FFmpeg's decoder, e.g. "h264", "mpeg2video"
+    intra_only: bool  # every frame is a keyframe (MJPEG and the like)
+    frame_count: int  # as the container states it; 0 when it does not
+    fps: float  # average frame rate; 0.0 when unknown
+    # A packet after a keyframe (in decoding order) shows before it: an open group of pictures,
+    # whose leading frames cannot be decoded from that keyframe alone.
+    open_gop: bool
+    pts_missing: bool  # some packets have no presentation time
+
+
+@dataclass
+class ExactFrames:
+    """Frames read by sequential decoding, upright."""
+
+    frames: np.ndarray  # (N, H, W, 3) uint8 RGB, upright
+    frame_indices: list[int]
+    times_s: list[float]  # presentation times, seconds after frame 0
+    num_frames: int  # as counted (packets) or, once decoding ran out early, as decoded
+    fps: float
+    rotation: int  # degrees clockwise, already applied to `frames`
+
+
+def describe_open_error(path_text: str, error: BaseException) -> str:
+    """One sentence for a file FFmpeg cannot open."""
+    errors = load_av().error
+    if isinstance(error, errors.InvalidDataError | errors.EOFError):
+        reason = "it is not a video file FFmpeg can open, or it is truncated"
+    else:
+        detail = getattr(error, "strerror", None) or str(error) or type(error).__name__
+        reason = f"FFmpeg cannot open it ({detail})"
+    return f"Cannot read video '{path_text}': {reason}."
+
+
+def _is_still_image(container: av.container.InputContainer) -> bool:
+    # Image demuxers ("png_pipe", "image2", ...) read one picture: no frame rate, no frame count.
+    name = container.format.name
+    return name == "image2" or name.endswith("_pipe")
+
+
+def probe_stream(path_text: str) -> StreamFacts:
+    """Open the video and read its first packets; VideoError (one sentence) if it is no video."""
+    container, stream = _open(path_text)
+    with container:
+        if _is_still_image(container):
+            raise VideoError(
+                f"Cannot read video '{path_text}': its frame count cannot be determined "
+                f"(a still image or a damaged container)."
+            )
+        open_gop, pts_missing = _scan_first_packets(container, stream)
+        descriptor = stream.codec_context.codec
+        return StreamFacts(
+            format_name=container.format.name,
+            codec_name=stream.codec_context.name,
+            intra_only=bool(getattr(descriptor, "intra_only", False)),
+            frame_count=max(0, int(stream.frames or 0)),
+            fps=_average_rate(stream),
+            open_gop=open_gop,
+            pts_missing=pts_missing,
+        )
+
+
+def _scan_first_packets(
+    container: av.container.InputContainer, stream: av.VideoStream
+) -> tuple[bool, bool]:
+    """(open GOP seen, a packet without pts seen) over the first packets, demuxing only."""
+    keyframes_seen = 0
+    keyframe_pts: int | None = None
+    open_gop = pts_missing = False
+    try:
+        for count, packet in enumerate(container.demux(stream)):
+            if packet.size == 0:
+                continue  # the flush packet at the end
+            if packet.pts is None:
+                pts_missing = True
+            elif packet.is_keyframe:
+                keyframes_seen += 1
+                keyframe_pts = packet.pts
+            elif keyframe_pts is not None and packet.pts < keyframe_pts:
+                open_gop = True
+            if open_gop or keyframes_seen > _PROBE_KEYFRAMES or count >= _PROBE_PACKETS:
+                break
+    except load_av().error.FFmpegError:
+        pass  # a damaged file: reading it shows that, and names it
+    return open_gop, pts_missing
+
+
+def _average_rate(stream: av.VideoStream) -> float:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate is not None and rate > 0 and math.isfinite(float(rate)):
+            return float(rate)
+    return 0.0
+
+
+def read_exact(
+    path_text: str,
+    facts: StreamFacts,
+    choose_indices: Callable[[int, float], list[int]],
+    *,
+    rotation_hint: int = 0,
+    fallback_fps: float = 0.0,
+) -> ExactFrames:
+    """Decode from the start, keeping the frames `choose_indices(num_frames, fps)` names.
+
+    The frame count is the container's (`facts`), or else its number of video packets
+    (demuxing only). Should the decoder show fewer frames than that before the last wanted
+    one, the count is corrected to what it showed and the frames are chosen and decoded again.
+    `rotation_hint` (degrees clockwise) is used when frames carry no display matrix themselves.
+
+    Raises:
+        VideoError: the file cannot be decoded (a decoder error or a corrupt frame before the
+            last wanted frame), it has no frames, or no usable frame rate.
+        UsageError: from `choose_indices` (an empty time range).
+    """
+    fps = facts.fps or fallback_fps
+    if not (fps > 0 and math.isfinite(fps)):
+        raise VideoError(f"Cannot read video '{path_text}': it has no usable frame rate.")
+    num_frames = facts.frame_count or _count_packets(path_text)
+    for _attempt in range(2):
+        frame_indices = choose_indices(num_frames, fps)
+        decoded = _decode_wanted(path_text, frame_indices, fps, rotation_hint)
+        if isinstance(decoded, ExactFrames):
+            decoded.num_frames = num_frames
+            return decoded
+        num_frames = decoded  # the decoder showed only this many frames
+        if num_frames < 1:
+            break
+    raise VideoError(f"Cannot read video '{path_text}': {_DAMAGED}.")
+
+
+def _open(path_text: str) -> tuple[av.container.InputContainer, av.VideoStream]:
+    try:
+        container = load_av().open(path_text)
+    except Exception as error:  # av.error.FFmpegError and its subclasses, OSError
+        raise VideoError(describe_open_error(path_text, error)) from error
+    if not container.streams.video:
+        container.close()
+        raise VideoError(f"Cannot read video '{path_text}': it has no video stream.")
+    stream = container.streams.video[0]
+    if stream.codec_context is None:  # FFmpeg found no decoder for what the stream claims to be
+        container.close()
+        raise VideoError(
+            f"Cannot read video '{path_text}': FFmpeg has no decoder for its video stream "
+            f"(an unknown codec, or a damaged file)."
+        )
+    return container, stream
+
+
+def _count_packets(path_text: str) -> int:
+    """The number of video packets: one per frame (demuxers with parsers split them so)."""
+    container, stream = _open(path_text)
+    with container:
+        try:
+            count = sum(1 for packet in container.demux(stream) if packet.size)
+        except load_av().error.FFmpegError as error:
+            raise VideoError(f"Cannot read video '{path_text}': {_DAMAGED}.") from error
+    if count < 1:
+        raise VideoError(f"Cannot read video '{path_text}': it has no frames.")
+    return count
+
+
+def _decoded_frames(path_text: str, container, stream) -> Iterator[av.VideoFrame]:
+    """Every frame in presentation order; VideoError at the first decoder error."""
+    try:
+        for packet in container.demux(stream):
+            for frame in stream.decode(packet):
+                if getattr(frame, "is_corrupt", False):
+                    raise VideoError(f"Cannot read video '{path_text}': {_DAMAGED}.")
+                yield frame
+    except load_av().error.FFmpegError as error:
+        raise VideoError(f"Cannot read video '{path_text}': {_DAMAGED}.") from error
+
+
+def _decode_wanted(
+    path_text: str, frame_indices: list[int], fps: float, rotation_hint: int
+) -> ExactFrames | int:
+    """The wanted frames, or how many frames the decoder showed if it ran out before them."""
+    wanted = set(frame_indices)
+    kept: list[np.ndarray] = []
+    shown_pts: list[int | None] = []  # every shown frame's timestamp, up to the last wanted
+    rotation = rotation_hint
+    size: tuple[int, int] | None = None
+    container, stream = _open(path_text)
+    with container:
+        stream.thread_type = "AUTO"  # frame threads: same frames, decoded on every core
+        time_base = stream.time_base
+        for position, frame in enumerate(_decoded_frames(path_text, container, stream)):
+            shown_pts.append(frame.pts)
+            if position == 0:
+                frame_rotation = getattr(frame, "rotation", None)
+                if frame_rotation is not None:
+                    # PyAV reports the display matrix counter-clockwise; mattn's is clockwise.
+                    rotation = normalized_rotation(-float(frame_rotation))
+            if position in wanted:
+                # A stream may change resolution; frames come out at the first kept one's size.
+                size = size or (frame.width, frame.height)
+                kept.append(frame.to_ndarray(format="rgb24", width=size[0], height=size[1]))
+            if position == frame_indices[-1]:
+                break
+    if len(kept) < len(frame_indices):
+        return len(shown_pts)
+    return ExactFrames(
+        frames=rotate_frames(np.stack(kept), rotation),
+        frame_indices=list(frame_indices),
+        times_s=_frame_times(shown_pts, time_base, frame_indices, fps),
+        num_frames=len(shown_pts),
+        fps=fps,
+        rotation=rotation,
+    )
+
+
+def _frame_times(
+    shown_pts: list[int | None], time_base, frame_indices: list[int], fps: float
+) -> list[float]:
+    """The frames' own times after frame 0, if the shown frames' timestamps rise; else index/fps.
+
+    AVI stores no presentation times (FFmpeg numbers packets in decoding order, so reordered
+    frames come out with falling "times"), and some program streams repeat a timestamp; there
+    the nominal time from the average rate is the better statement of when a frame is shown.
+    """
+    rising = all(
+        earlier is not None and later is not None and later > earlier
+        for earlier, later in zip(shown_pts, shown_pts[1:], strict=False)
+    )
+    if not rising or shown_pts[0] is None or time_base is None:
+        return [index / fps for index in frame_indices]
+    first_pts = shown_pts[0]
+    return [float((shown_pts[index] - first_pts) * time_base) for index in frame_indices]
