@@ -40,6 +40,10 @@ SECONDS_DECIMALS = 3
 PIXEL_DECIMALS = 1
 
 
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def _round_or_none(value: float | None, decimals: int) -> float | None:
     return None if value is None else round(float(value), decimals)
 
@@ -142,16 +146,14 @@ class PersonResult:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PersonResult:
         # Schema 1 records have no `judged`, `reason` or `face_px`: every person was judged.
-        raw_probability = data.get("fake_probability")
-        raw_face_px = data.get("face_px")
         return cls(
             id=int(data["id"]),
-            fake_probability=None if raw_probability is None else float(raw_probability),
+            fake_probability=_float_or_none(data.get("fake_probability")),
             verdict=data.get("verdict"),
             frames=int(data["frames"]),
             judged=bool(data.get("judged", True)),
             reason=data.get("reason"),
-            face_px=None if raw_face_px is None else float(raw_face_px),
+            face_px=_float_or_none(data.get("face_px")),
         )
 
 
@@ -249,14 +251,13 @@ class VideoResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VideoResult:
-        raw_probability = data.get("fake_probability")
         raw_frames = data.get("frames")
         return cls(
             path=str(data["path"]),
             status=str(data["status"]),
             error=data.get("error"),
             verdict=data.get("verdict"),
-            fake_probability=None if raw_probability is None else float(raw_probability),
+            fake_probability=_float_or_none(data.get("fake_probability")),
             threshold=float(data["threshold"]),
             aggregate=str(data["aggregate"]),
             frames_used=int(data["frames_used"]),
