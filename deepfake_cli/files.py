@@ -52,11 +52,14 @@ class PendingFile:
             raise UsageError(f"Cannot write {self.path}: {error.strerror or error}.") from None
         os.close(descriptor)
         self.temporary = Path(name)
-        os.chmod(self.temporary, new_file_mode(self.path))
+        self.mode = new_file_mode(self.path)
 
     def commit(self) -> None:
         """Put the temporary file in place of `path` (fsynced first when durable)."""
         try:
+            # Set here, not at creation: a writer may replace the temporary file (safetensors
+            # does), and the new one would keep mkstemp's private 0600.
+            os.chmod(self.temporary, self.mode)
             if self.durable:
                 with open(self.temporary, "rb+") as handle:
                     os.fsync(handle.fileno())

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Rebuild the bundled default model with mattn's own commands, from files in this repository.
+# Build the candidate default model, weights/mattn-sbi-b0-160.safetensors, with mattn's own
+# commands from files in this repository (see weights/README.md for why it is not yet the
+# bundled default, deepfake_cli/bundled/mattn-demo-b0.safetensors).
 #
 #   bash scripts/train_default_weights.sh [WORK_DIR]
 #
@@ -11,9 +13,10 @@
 # 3. `mattn train` trains MAT (EfficientNet-B0, 160 px; settings in scripts/default_train.toml)
 #    from scratch on the real faces against self-blended fakes made on the fly, with video-side
 #    degradations, deterministically on the CPU (about an hour on 2 cores);
-# 4. the stage-2 epoch with the best validation video AUC is copied into the package
-#    (deepfake_cli/bundled/); its metrics and the decision threshold calibrated on validation
-#    are in its provenance (`mattn weights info`), the run's log in WORK/run/log.csv.
+# 4. the stage-2 epoch with the best validation video AUC is copied to weights/; its metrics and
+#    the decision threshold calibrated on validation are in its provenance (`mattn weights
+#    info`), the run's log in WORK/run/log.csv. To bundle it, copy it into deepfake_cli/bundled/
+#    and set DEFAULT_WEIGHTS_NAME and DEFAULT_WEIGHTS_SHA256 in deepfake_cli/model/weights.py.
 # Nothing in examples/ (frames 60-119 of the carphone clip) or tests/ is used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +35,6 @@ mattn extract-faces photos -o faces --layout folders --group-by name-prefix \
   --crop-size 184 --val-fraction 0.3 --test-fraction 0 --quiet
 mattn train --data faces --out run --recipe paper --device cpu \
   --config "$REPOSITORY/scripts/default_train.toml"
-cp run/best.safetensors "$REPOSITORY/deepfake_cli/bundled/mattn-sbi-b0-160.safetensors"
-sha256sum "$REPOSITORY/deepfake_cli/bundled/mattn-sbi-b0-160.safetensors"
-echo "work files in $WORK; the sha256 must equal DEFAULT_WEIGHTS_SHA256 in deepfake_cli/model/weights.py"
+cp run/best.safetensors "$REPOSITORY/weights/mattn-sbi-b0-160.safetensors"
+sha256sum "$REPOSITORY/weights/mattn-sbi-b0-160.safetensors"
+echo "work files in $WORK; the committed candidate's sha256 is in weights/README.md"
