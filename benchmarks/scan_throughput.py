@@ -450,9 +450,11 @@ def run(arguments: argparse.Namespace, work_folder: Path) -> None:
     mattn_runs = {backend: [] for backend in scanners}
     detector_runs = {backend: [] for backend in scanners}
     naive_runs, reference_runs = [], []
+    results_of: dict[str, list] = {}
     for _ in range(arguments.repeats):
         for backend, scanner in scanners.items():
             mattn_s, results, scored_crops, worker_mib = time_mattn(scanner, paths)
+            results_of[backend] = results
             mattn_runs[backend].append(mattn_s)
             crops = np.concatenate(scored_crops) if scored_crops else np.zeros((0,))
             if len(crops):
@@ -495,7 +497,7 @@ def run(arguments: argparse.Namespace, work_folder: Path) -> None:
         )
     for backend, scanner in scanners.items():
         mattn_s = min(mattn_runs[backend])
-        statuses = ", ".join(sorted({result.status for result in results}))
+        statuses = ", ".join(sorted({result.status for result in results_of[backend]}))
         print(
             f"[{backend}] mattn: {mattn_s:.2f} s ({len(paths) / mattn_s:.3f} videos/s; "
             f"{len(crops)} faces; precision {scanner.scorer.precision_name}, batch "

@@ -156,10 +156,6 @@ class FaceScorer:
         return names[self.dtype]
 
     @property
-    def backend(self) -> str:
-        return "torch"
-
-    @property
     def decision_threshold(self) -> float:
         """The weights' calibrated threshold, or 0.5 for weights that record none."""
         return resolve_threshold(getattr(self.model.provenance, "decision_threshold", None))
@@ -220,7 +216,6 @@ class OnnxFaceScorer:
         self.decision_threshold = resolve_threshold(provenance.get("decision_threshold"))
         self.device = torch.device("cpu")
         self.precision_name = "fp32"
-        self.backend = "onnxruntime"
 
     def score(self, crops: np.ndarray) -> np.ndarray:
         """(N, S, S, 3) uint8 crops at the model's input size -> (N,) fake probabilities."""

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from deepfake_cli import __version__
@@ -194,8 +193,3 @@ def metadata_of_session(session: Any) -> dict[str, Any]:
         else:
             metadata[name] = value
     return metadata
-
-
-def probabilities_from_logits(logits: np.ndarray) -> np.ndarray:
-    """(B, 2) logits -> (B,) fake probability, computed as torch's scorer does."""
-    return fake_probabilities(torch.from_numpy(np.asarray(logits, dtype=np.float32))).numpy()

@@ -56,40 +56,34 @@ def fold_batch_norm(conv: nn.Conv2d, batch_norm: nn.BatchNorm2d) -> None:
     conv.bias = nn.Parameter(folded_bias.to(conv.weight.dtype), requires_grad=False)
 
 
+def _fold(owner: nn.Module, conv_name: str, norm_name: str) -> None:
+    """Fold `owner.<norm_name>` into `owner.<conv_name>` and leave an identity in its place."""
+    fold_batch_norm(getattr(owner, conv_name), getattr(owner, norm_name))
+    setattr(owner, norm_name, nn.Identity())
+
+
 def _fold_block(block: MBConvBlock) -> None:
     """An MBConv block: expansion, depthwise and projection convolutions each feed one BN."""
     if block._block_args.expand_ratio != 1:
-        fold_batch_norm(block._expand_conv, block._bn0)
-        block._bn0 = nn.Identity()
-    fold_batch_norm(block._depthwise_conv, block._bn1)
-    block._bn1 = nn.Identity()
-    fold_batch_norm(block._project_conv, block._bn2)
-    block._bn2 = nn.Identity()
+        _fold(block, "_expand_conv", "_bn0")
+    _fold(block, "_depthwise_conv", "_bn1")
+    _fold(block, "_project_conv", "_bn2")
 
 
-def _fold_detector(detector: MATDetector) -> int:
-    """Fold every conv -> BN pair of the detector in place; returns how many were folded."""
+def _fold_detector(detector: MATDetector) -> None:
+    """Fold every conv -> BN pair of the detector in place."""
     backbone = detector.backbone
-    fold_batch_norm(backbone._conv_stem, backbone._bn0)
-    backbone._bn0 = nn.Identity()
+    _fold(backbone, "_conv_stem", "_bn0")
     for block in backbone._blocks:
         _fold_block(block)
-    fold_batch_norm(backbone._conv_head, backbone._bn1)
-    backbone._bn1 = nn.Identity()
-    folded = 2 + sum(3 if b._block_args.expand_ratio != 1 else 2 for b in backbone._blocks)
+    _fold(backbone, "_conv_head", "_bn1")
     if detector.config.variant == "backbone":
-        return folded
-    attentions = detector.attentions
-    fold_batch_norm(attentions.conv_extract, attentions.bn1)
-    attentions.bn1 = nn.Identity()
-    fold_batch_norm(attentions.conv2, attentions.bn2)
-    attentions.bn2 = nn.Identity()
+        return
+    _fold(detector.attentions, "conv_extract", "bn1")
+    _fold(detector.attentions, "conv2", "bn2")
     # The texture dense block is pre-activation (BN -> ReLU -> conv, and each conv's raw output
     # is also concatenated onward), so only its last 1x1 conv feeds a BN alone.
-    texture = detector.texture_enhance
-    fold_batch_norm(texture.conv_last, texture.bn_last)
-    texture.bn_last = nn.Identity()
-    return folded + 3
+    _fold(detector.texture_enhance, "conv_last", "bn_last")
 
 
 class SplitDenseBlock(nn.Module):
@@ -197,7 +191,7 @@ def _conv_piece(conv: nn.Conv2d, n: int, piece: int, *, bias: bool) -> nn.Conv2d
     return part
 
 
-def _pad_inside_convolutions(module: nn.Module) -> int:
+def _pad_inside_convolutions(module: nn.Module) -> None:
     """Let each convolution pad its input itself where its "same" padding is symmetric.
 
     efficientnet-pytorch pads with a separate ZeroPad2d before every convolution; that is a
@@ -205,7 +199,6 @@ def _pad_inside_convolutions(module: nn.Module) -> int:
     symmetric padding is the convolution's own `padding` argument, computed without the copy.
     Asymmetric ones (stride 2 at even sizes) keep their ZeroPad2d.
     """
-    moved = 0
     for conv in module.modules():
         if not isinstance(conv, Conv2dStaticSamePadding):
             continue
@@ -216,18 +209,13 @@ def _pad_inside_convolutions(module: nn.Module) -> int:
         if left == right and top == bottom:
             conv.padding = (top, left)
             conv.static_padding = nn.Identity()
-            moved += 1
-    return moved
 
 
-def _fuse_swish(module: nn.Module) -> int:
+def _fuse_swish(module: nn.Module) -> None:
     """Replace every efficientnet-pytorch Swish attribute (`_swish`) with one fused SiLU."""
-    replaced = 0
     for child in module.modules():
         if hasattr(child, "_swish"):
             child._swish = nn.SiLU()
-            replaced += 1
-    return replaced
 
 
 def inference_form(detector: MATDetector, *, dtype: torch.dtype | None = None) -> MATDetector:
@@ -248,5 +236,4 @@ def inference_form(detector: MATDetector, *, dtype: torch.dtype | None = None) -
     inference_detector.requires_grad_(False)
     if dtype is not None:
         inference_detector = inference_detector.to(dtype)
-    inference_detector.inference_ready = True
     return inference_detector
