@@ -28,6 +28,7 @@ export OMP_WAIT_POLICY=PASSIVE
 for photo in "$REPOSITORY"/scripts/default_data/open-faces/*/*.jpg; do
   ln -sf "$photo" "$WORK/photos/real/$(basename "$photo")"
 done
+python "$REPOSITORY/scripts/prepare_default_video.py" "$WORK/photos"
 # Relative paths from inside WORK: the training config recorded in the weights is then the same
 # wherever WORK is, so a rebuild gives a byte-identical file.
 cd "$WORK"
