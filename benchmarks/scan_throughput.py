@@ -4,8 +4,10 @@ All three are timed in one run, on the same clips, the same sampled frames and t
 
 1. mattn: `VideoScanner.scan_many` (the path `mattn scan` takes once the models are loaded):
    decord in a worker process that decodes the next video while this one is judged, batched
-   MTCNN on frames scaled to at most 1024 px with a frame-size-aware minimum face, tracks,
-   one crop per person and frame, the detector in batches (channels_last, tuned batch size).
+   MTCNN on the uint8 frames (pyramid and candidate crops from OpenCV halvings, a
+   frame-size-aware minimum face), tracks, one crop per person and frame, the detector in
+   batches (channels_last, tuned batch size). Its time is split by stage: MTCNN, tracks, crops,
+   the detector (with normalising), and the rest (waiting for decoded frames, verdicts).
 2. naive: the loop people write first. OpenCV seeks to each sampled frame
    (`CAP_PROP_POS_FRAMES`) and reads it; facenet-pytorch MTCNN with its default settings on
    the full frame, one frame at a time; every face above 0.9 cut with the same crop function
@@ -127,18 +129,44 @@ def synchronize(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_mattn(scanner, paths: list[str]) -> tuple[float, list, list[np.ndarray], float]:
-    """Seconds for `scan_many` over `paths`, the results, the crops it scored, and the decoding
-    worker's peak RSS in MiB."""
+def time_mattn(
+    scanner, paths: list[str]
+) -> tuple[float, list, list[np.ndarray], float, dict[str, float]]:
+    """Seconds for `scan_many` over `paths`, the results, the crops it scored, the decoding
+    worker's peak RSS in MiB, and seconds per stage (the rest: waiting for frames, verdicts)."""
+    import deepfake_cli.crops
+    import deepfake_cli.tracks
+
     scored_crops: list[np.ndarray] = []
     scorer = scanner.scorer
     score = scorer.score
+    stage_seconds = dict.fromkeys(("MTCNN", "tracks", "crops", "detector"), 0.0)
+
+    def timed(stage: str, function):
+        def timed_function(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                stage_seconds[stage] += time.perf_counter() - started
+
+        return timed_function
 
     def recording_score(crops: np.ndarray) -> np.ndarray:
         scored_crops.append(crops)
         return score(crops)
 
-    scorer.score = recording_score  # an instance attribute: this scanner only
+    # Instance attributes (this scanner only) and the module attributes the scan looks up
+    # when it runs; all put back afterwards.
+    patched_modules = [
+        (deepfake_cli.tracks, "link_tracks", "tracks"),
+        (deepfake_cli.crops, "crop_tracks", "crops"),
+    ]
+    originals = [getattr(module, name) for module, name, _ in patched_modules]
+    scorer.score = timed("detector", recording_score)
+    scanner.face_detector.detect = timed("MTCNN", scanner.face_detector.detect)
+    for (module, name, stage), original in zip(patched_modules, originals, strict=True):
+        setattr(module, name, timed(stage, original))
     try:
         started = time.perf_counter()
         # The decoding worker's start counts, as it does in `mattn scan`.
@@ -149,7 +177,11 @@ def time_mattn(scanner, paths: list[str]) -> tuple[float, list, list[np.ndarray]
             worker_mib = children_peak_rss_mib()
     finally:
         del scorer.score
-    return seconds, results, scored_crops, worker_mib
+        del scanner.face_detector.detect
+        for (module, name, _), original in zip(patched_modules, originals, strict=True):
+            setattr(module, name, original)
+    stage_seconds["decode wait + rest"] = seconds - sum(stage_seconds.values())
+    return seconds, results, scored_crops, worker_mib, stage_seconds
 
 
 def naive_scan(paths: list[str], model, device, frames: int) -> tuple[float, dict[str, float]]:
@@ -448,14 +480,16 @@ def run(arguments: argparse.Namespace, work_folder: Path) -> None:
     # Interleaved repeats, best of each: on a shared machine other processes only ever add time.
     batch_sizes = [int(size) for size in arguments.batch_sizes.split(",")]
     mattn_runs = {backend: [] for backend in scanners}
+    stages_of = {backend: [] for backend in scanners}  # (seconds, seconds per stage) per run
     detector_runs = {backend: [] for backend in scanners}
     naive_runs, reference_runs = [], []
     results_of: dict[str, list] = {}
     for _ in range(arguments.repeats):
         for backend, scanner in scanners.items():
-            mattn_s, results, scored_crops, worker_mib = time_mattn(scanner, paths)
+            mattn_s, results, scored_crops, worker_mib, stage_seconds = time_mattn(scanner, paths)
             results_of[backend] = results
             mattn_runs[backend].append(mattn_s)
+            stages_of[backend].append((mattn_s, stage_seconds))
             crops = np.concatenate(scored_crops) if scored_crops else np.zeros((0,))
             if len(crops):
                 chosen_precision = scanner.scorer.precision_name
@@ -502,6 +536,13 @@ def run(arguments: argparse.Namespace, work_folder: Path) -> None:
             f"[{backend}] mattn: {mattn_s:.2f} s ({len(paths) / mattn_s:.3f} videos/s; "
             f"{len(crops)} faces; precision {scanner.scorer.precision_name}, batch "
             f"{scanner.scorer.batch_size}; status {statuses}; runs {runs(mattn_runs[backend])} s)"
+        )
+        # The stages of the best run: where the time that is not the detector goes.
+        _, best_stages = min(stages_of[backend], key=lambda run: run[0])
+        print(
+            f"[{backend}] mattn by stage: "
+            + ", ".join(f"{stage} {seconds:.2f} s" for stage, seconds in best_stages.items())
+            + f" ({len(paths) * arguments.frames} frames sampled)"
         )
         if not detector_runs[backend]:
             continue

@@ -1,8 +1,10 @@
 """Stage 3 of video -> frames -> faces -> crops -> detector -> verdict: cut square face crops.
 
 This is the one crop function that scan, extract-faces and training share, so a model sees at
-scan time exactly the kind of crop it was trained on. The convention is FaceForensics++'s: a
-square centred on the detector's box, `margin_ratio` times the box's longer side.
+scan time exactly the kind of crop it was trained on; `recrop` cuts a model's crop out of a
+stored, larger one (what `mattn evaluate` does with a faces folder cut with another margin).
+The convention is FaceForensics++'s: a square centred on the detector's box, `margin_ratio`
+times the box's longer side.
 
 Coordinates are continuous pixel coordinates: pixel (col, row) covers [col, col + 1) x
 [row, row + 1), so its centre is at (col + 0.5, row + 0.5); this is how the box
@@ -24,7 +26,7 @@ import torch
 from deepfake_cli.model.config import DEFAULT_MARGIN_RATIO, CropGeometry
 
 if TYPE_CHECKING:
-    from deepfake_cli.faces import Track
+    from deepfake_cli.tracks import Track
 
 BoxXYXY = Sequence[float]
 
@@ -101,10 +103,7 @@ def crop_face(
 def _crop_upright(
     frame: np.ndarray, crop_x_min: float, crop_y_min: float, side: float, size: int
 ) -> np.ndarray:
-    # Whole pixels, as FaceForensics++ crops: the square snaps to the nearest pixel grid.
-    left = math.floor(crop_x_min + 0.5)
-    top = math.floor(crop_y_min + 0.5)
-    side_px = max(1, math.floor(side + 0.5))
+    left, top, side_px = _snap(crop_x_min, crop_y_min, side)
     frame_height, frame_width = frame.shape[:2]
 
     inside_left, inside_top = max(left, 0), max(top, 0)
@@ -211,6 +210,114 @@ def crop_tracks(
     return TrackCrops(crops=stacked, keys=keys)
 
 
+#: Relative slack when comparing margins: stored margins are written with 6 significant digits
+#: and the weights' with 4 decimals, so equal geometries can differ in the last digit.
+_MARGIN_TOLERANCE = 1e-4
+
+
+def recrop_refusal(
+    stored_margin_ratio: float, stored_align: bool, geometry: CropGeometry
+) -> str | None:
+    """Why crops stored with this margin and alignment cannot become `geometry`'s, else None.
+
+    A stored crop holds the square of `stored_margin_ratio` times the face box around the box
+    centre; any smaller square about the same centre is inside it, a larger one is not. An
+    upright crop cannot be turned into an aligned one (its corners would be missing) nor back.
+    """
+    if stored_align != geometry.align:
+        stored_kind, wanted_kind = (
+            ("aligned", "upright") if stored_align else ("upright", "aligned")
+        )
+        return f"they are {stored_kind} and the model expects {wanted_kind} crops"
+    if geometry.margin_ratio > stored_margin_ratio * (1 + _MARGIN_TOLERANCE):
+        return (
+            f"their margin {stored_margin_ratio:g} is narrower than the {geometry.margin_ratio:g} "
+            "the model expects"
+        )
+    return None
+
+
+def recrop(
+    stored_crop: np.ndarray,
+    stored_margin_ratio: float,
+    geometry: CropGeometry,
+    box_xyxy: BoxXYXY | None = None,
+) -> np.ndarray:
+    """The crop `geometry` asks for, cut from a stored crop made with a margin at least as large.
+
+    With the face box the stored crop was cut from (`box_xyxy`, frame pixels), an upright
+    crop's two whole-pixel squares are placed as `crop_face` placed them in the frame, so a
+    crop stored at the frame's resolution gives exactly the pixels scan cuts; otherwise (no
+    box, or aligned crops, which are rotated about the box centre without snapping) the model's
+    square is the centred one. A square that falls between stored pixels is resampled
+    (area-averaged first when shrinking, as `crop_face`), so a stored crop that was itself
+    resized is resampled twice where scan resamples once. `recrop_refusal` says whether the
+    geometries fit; nothing is rotated here, since a stored aligned crop already is.
+    """
+    stored_side = stored_crop.shape[0]
+    if stored_crop.shape[1] != stored_side:
+        raise ValueError(f"stored crops must be square, got {stored_crop.shape[:2]}")
+    if box_xyxy is None or geometry.align:
+        side = stored_side * geometry.margin_ratio / stored_margin_ratio
+        left = top = (stored_side - side) / 2.0
+    else:
+        stored_left, stored_top, stored_square = snapped_square(box_xyxy, stored_margin_ratio)
+        model_left, model_top, model_square = snapped_square(box_xyxy, geometry.margin_ratio)
+        stored_per_frame_pixel = stored_side / stored_square
+        left = (model_left - stored_left) * stored_per_frame_pixel
+        top = (model_top - stored_top) * stored_per_frame_pixel
+        side = model_square * stored_per_frame_pixel
+    if all(abs(value - round(value)) < 1e-6 for value in (left, top, side)):
+        return _crop_upright(stored_crop, round(left), round(top), round(side), geometry.size)
+    return _resample_square(stored_crop, left, top, side, geometry.size)
+
+
+def snapped_square(box_xyxy: BoxXYXY, margin_ratio: float) -> tuple[int, int, int]:
+    """(left, top, side) in whole frame pixels of the square an upright `crop_face` cuts."""
+    crop_x_min, crop_y_min, crop_x_max, _ = square_crop_box(box_xyxy, margin_ratio)
+    return _snap(crop_x_min, crop_y_min, crop_x_max - crop_x_min)
+
+
+def _snap(crop_x_min: float, crop_y_min: float, side: float) -> tuple[int, int, int]:
+    # Whole pixels, as FaceForensics++ crops: the square snaps to the nearest pixel grid.
+    return (
+        math.floor(crop_x_min + 0.5),
+        math.floor(crop_y_min + 0.5),
+        max(1, math.floor(side + 0.5)),
+    )
+
+
+def _resample_square(
+    image: np.ndarray, left: float, top: float, side: float, size: int
+) -> np.ndarray:
+    """(size, size) resampling of the square [left, left + side) x [top, top + side) of `image`."""
+    if side > size:
+        # Area-average down to about the output's scale first (warpAffine has no area filter),
+        # then only a sub-pixel shift and a slight scale remain for the cubic warp.
+        shrunk_side = max(1, round(image.shape[0] * size / side))
+        scale = shrunk_side / image.shape[0]
+        image = cv2.resize(image, (shrunk_side, shrunk_side), interpolation=cv2.INTER_AREA)
+        left, top, side = left * scale, top * scale, side * scale
+    image_per_output = side / size
+    # Output pixel u has its centre at u + 0.5, i.e. at left + (u + 0.5) * image_per_output in
+    # the image's continuous coordinates, which is pixel index that minus 0.5.
+    output_to_image = np.array(
+        [
+            [image_per_output, 0.0, left + 0.5 * image_per_output - 0.5],
+            [0.0, image_per_output, top + 0.5 * image_per_output - 0.5],
+        ],
+        dtype=np.float64,
+    )
+    return cv2.warpAffine(
+        image,
+        output_to_image,
+        (size, size),
+        flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(0, 0, 0),
+    )
+
+
 def landmarks_in_crop(
     landmarks: Sequence[Sequence[float]],
     box_xyxy: BoxXYXY,
@@ -247,9 +354,7 @@ def landmarks_in_crop(
             for x, y in points
         )
     # The same whole-pixel square as _crop_upright, then its uniform resize to `size`.
-    left = math.floor(crop_x_min + 0.5)
-    top = math.floor(crop_y_min + 0.5)
-    side_px = max(1, math.floor(crop_x_max - crop_x_min + 0.5))
+    left, top, side_px = _snap(crop_x_min, crop_y_min, crop_x_max - crop_x_min)
     output_per_pixel = size / side_px
     return tuple(((x - left) * output_per_pixel, (y - top) * output_per_pixel) for x, y in points)
 

@@ -1,9 +1,15 @@
-"""Stage 2 of video -> frames -> faces -> crops -> detector -> verdict: find faces, link them.
+"""Stage 2 of video -> frames -> faces -> crops -> detector -> verdict: find the faces.
 
-`FaceDetector` runs facenet-pytorch's MTCNN over sampled frames in batches and returns boxes,
-probabilities and 5-point landmarks in the original frame's pixels. `link_tracks` groups the
-detections of each frame into one track per person, so that a video with two people yields two
-verdicts instead of one blend of both.
+`FaceDetector` runs MTCNN (facenet-pytorch's networks, thresholds and box arithmetic) over
+sampled frames in batches and returns boxes, probabilities and 5-point landmarks in the frame's
+pixels; linking them into persons is `tracks.py`.
+
+The three stages run here rather than through facenet-pytorch's `detect_face`, which converts a
+whole batch to float32 and area-resamples it in torch once per pyramid level and once per
+candidate box: on 720p frames that resampling (with the resize to 1024 px before it) was about
+half of its time. Here the frames are resampled by `mtcnn_inputs` (from OpenCV halvings of the
+uint8 frames, except small ones), and the networks run channels_last, in chunks that keep their
+activations in the CPU's caches.
 
 Coordinates are continuous pixel coordinates as MTCNN reports them: x to the right, y down,
 (0, 0) the top-left corner of the frame. Boxes are not clipped to the frame: a face cut by the
@@ -13,22 +19,30 @@ frame edge keeps its full box, and the crop stage fills the missing part with bl
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from functools import partial
+from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 
-# PNet scans the image with a 12x12 window; a minimum face size below that would make MTCNN
-# upsample the frame, which costs a lot and finds nothing a deepfake detector could use.
-MTCNN_WINDOW = 12
+from deepfake_cli.mtcnn_inputs import MTCNN_WINDOW, box_regions, pyramid_levels, sampler_for
 
 # Faces smaller than this are not worth looking for even in a small frame: a crop of under 20
 # pixels blown up to the detector's 380 pixels carries no texture to judge.
 MIN_FACE_FLOOR = 20
+
+# The input sizes of MTCNN's second and third networks.
+RNET_SIZE = 24
+ONET_SIZE = 48
+# Images per network call. Small enough that the first layer's output (a few MB) stays in the
+# CPU's caches, which makes the memory-bound PReLUs and poolings about twice as fast on 2 cores
+# as whole batches (measured: PNet on 16 levels of 174x308, 65 vs 122 ms in chunks of 4 or 16;
+# RNet on 512 crops, 28 vs 57 ms in chunks of 128; ONet on 128 crops, 41 vs 65 ms in 64s).
+PNET_PIXELS_PER_CALL = 2**18
+RNET_CROPS_PER_CALL = 128
+ONET_CROPS_PER_CALL = 64
+# Off the CPU: whole batches for PNet and this many crops per call, as facenet-pytorch does.
+ACCELERATOR_CROPS_PER_CALL = 512
 
 
 @dataclass(frozen=True)
@@ -67,16 +81,14 @@ Frames = np.ndarray | Sequence[np.ndarray]
 class FaceDetector:
     """Batched MTCNN face detection over frames of any size.
 
-    Frames are scaled down so that their longer side is at most `max_side` before detection
-    (MTCNN's cost grows with the pixel count, and a face that matters is still tens of pixels
-    wide at 1024), and the boxes are scaled back to the original frame.
-
-    The smallest face searched for, in pixels of the image MTCNN sees, is
-    `min(min_face_size, max(20, min_face_fraction * shorter side))`: 40 px for ordinary video
-    (a 1080p frame is seen at 1024x576, so faces under ~7% of the height are skipped, which
-    keeps the pyramid cheap), but lower in small frames, where a talking head is only a few
-    dozen pixels tall (28 px in a 176x144 QCIF frame). Frames whose shorter side is below that
-    minimum cannot hold a face MTCNN would find and get no detections.
+    The smallest face searched for is `min(min_face_size, max(20, min_face_fraction * shorter
+    side))` pixels of the frame scaled so that its longer side is at most `max_side`: 40 px
+    for ordinary video (so 50 px in a 720p frame and 75 px in a 1080p one, which keeps the
+    pyramid cheap), but lower in small frames, where a talking head is only a few dozen pixels
+    tall (28 px in a 176x144 QCIF frame). That size alone sets MTCNN's work (its first pyramid
+    level is the frame scaled by 12 / that size); the frame itself is never enlarged. Frames
+    whose shorter side is below that minimum cannot hold a face MTCNN would find and get no
+    detections.
     """
 
     def __init__(
@@ -102,7 +114,7 @@ class FaceDetector:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
 
         # Imported here so that importing mattn (e.g. for --help) does not load MTCNN's stack.
-        from facenet_pytorch import MTCNN
+        from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
 
         self.device = torch.device(device)
         self.min_face_size = int(min_face_size)
@@ -111,20 +123,15 @@ class FaceDetector:
         self.min_det_prob = float(min_det_prob)
         self.max_side = int(max_side)
         self.batch_size = int(batch_size)
-        # keep_all: every face, not just one; post_process/select_largest only affect MTCNN's
-        # own cropping and ordering, set so its output is raw and sorted by probability.
-        self._mtcnn = MTCNN(
-            min_face_size=self.min_face_size,
-            thresholds=list(self.thresholds),
-            keep_all=True,
-            post_process=False,
-            select_largest=False,
-            device=self.device,
+        # The pretrained networks (weights shipped inside facenet-pytorch), channels_last: on a
+        # CPU their small convolutions, PReLUs and poolings run about 1.5-3x faster that way.
+        self._pnet, self._rnet, self._onet = (
+            network.to(self.device, memory_format=torch.channels_last).eval()
+            for network in (PNet(), RNet(), ONet())
         )
-        self._mtcnn.eval()
 
     def detection_size(self, frame_height: int, frame_width: int) -> tuple[int, int]:
-        """(height, width) of the image MTCNN sees for a frame of this size."""
+        """(height, width) of the frame scaled to `max_side`, in which the minimum face is set."""
         longer_side = max(frame_height, frame_width)
         if longer_side <= self.max_side:
             return frame_height, frame_width
@@ -132,85 +139,143 @@ class FaceDetector:
         return max(1, round(frame_height * scale)), max(1, round(frame_width * scale))
 
     def min_face_size_for(self, det_height: int, det_width: int) -> int:
-        """Smallest face side MTCNN looks for in a detection image of this size."""
+        """Smallest face side looked for in a frame of this `detection_size`, in its pixels."""
         relative_size = max(MIN_FACE_FLOOR, self.min_face_fraction * min(det_height, det_width))
         return max(MTCNN_WINDOW, min(self.min_face_size, math.floor(relative_size)))
+
+    def smallest_face_px(self, frame_height: int, frame_width: int) -> float:
+        """Smallest face side looked for in a frame of this size, in the frame's pixels."""
+        det_height, det_width = self.detection_size(frame_height, frame_width)
+        frame_per_det = max(frame_height, frame_width) / max(det_height, det_width)
+        return self.min_face_size_for(det_height, det_width) * frame_per_det
 
     def detect(self, frames: Frames) -> list[list[Detection]]:
         """Faces in each frame, most probable first; one (possibly empty) list per frame.
 
         `frames` is an (N, H, W, 3) uint8 RGB array or a sequence of (H, W, 3) uint8 RGB arrays
-        whose sizes may differ.
+        whose sizes may differ (e.g. the frames of several videos).
         """
         frame_list = _as_frame_list(frames)
         detections_per_frame: list[list[Detection]] = [[] for _ in frame_list]
 
-        # MTCNN stacks a batch into one tensor, so frames are grouped by the size they are
-        # detected at; frames of different sizes that scale to the same size share a group.
+        # The networks take a batch as one tensor, so frames are grouped by size.
         positions_by_size: dict[tuple[int, int], list[int]] = {}
         for frame_position, frame in enumerate(frame_list):
-            det_height, det_width = self.detection_size(frame.shape[0], frame.shape[1])
-            # Below this MTCNN's scale pyramid is empty and detect_face crashes on torch.cat.
-            if min(det_height, det_width) < self.min_face_size_for(det_height, det_width):
-                continue
-            positions_by_size.setdefault((det_height, det_width), []).append(frame_position)
+            positions_by_size.setdefault(frame.shape[:2], []).append(frame_position)
 
-        for (det_height, det_width), positions in positions_by_size.items():
-            # The pyramid depends on the image size, so MTCNN's minimum is set per group.
-            self._mtcnn.min_face_size = self.min_face_size_for(det_height, det_width)
+        for (frame_height, frame_width), positions in positions_by_size.items():
+            levels = pyramid_levels(
+                frame_height, frame_width, self.smallest_face_px(frame_height, frame_width)
+            )
+            if not levels:  # the frame is smaller than the smallest face looked for
+                continue
             for start in range(0, len(positions), self.batch_size):
                 batch_positions = positions[start : start + self.batch_size]
-                batch = np.stack(
-                    [
-                        _resize_for_detection(frame_list[position], det_height, det_width)
-                        for position in batch_positions
-                    ]
-                )  # (B, det_height, det_width, 3) uint8
-                # MTCNN.detect, not MTCNN.forward: forward's batch path crashes on frames
-                # without faces. It returns None (boxes, landmarks) for such frames.
-                boxes_per_image, probs_per_image, points_per_image = self._mtcnn.detect(
-                    batch, landmarks=True
+                faces_per_frame = self._detect_batch(
+                    [frame_list[position] for position in batch_positions], levels
                 )
-                for position, boxes, probs, points in zip(
-                    batch_positions, boxes_per_image, probs_per_image, points_per_image, strict=True
-                ):
-                    frame_height, frame_width = frame_list[position].shape[:2]
-                    detections_per_frame[position] = self._to_detections(
-                        boxes,
-                        probs,
-                        points,
-                        scale_x=frame_width / det_width,
-                        scale_y=frame_height / det_height,
-                    )
+                for position, (boxes, points) in zip(batch_positions, faces_per_frame, strict=True):
+                    detections_per_frame[position] = self._to_detections(boxes, points)
         return detections_per_frame
 
-    def _to_detections(
-        self,
-        boxes: np.ndarray | None,
-        probs: np.ndarray | Sequence[float | None],
-        points: np.ndarray | None,
-        *,
-        scale_x: float,
-        scale_y: float,
-    ) -> list[Detection]:
-        if boxes is None or len(boxes) == 0:
-            return []
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-        probs = np.asarray(probs, dtype=np.float64).reshape(-1)
-        points = np.asarray(points, dtype=np.float64).reshape(-1, 5, 2)
-        # Back from detection-image pixels to original-frame pixels.
-        box_scale = np.array([scale_x, scale_y, scale_x, scale_y])
-        point_scale = np.array([scale_x, scale_y])
+    @torch.inference_mode()
+    def _detect_batch(
+        self, frames: list[np.ndarray], levels: list[tuple[float, int, int]]
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """MTCNN's three stages over frames of one size: per frame, (n, 5) boxes with their
+        probability and (n, 5, 2) landmarks, in frame pixels."""
+        # facenet-pytorch's box arithmetic, so that boxes are computed exactly as it does.
+        from facenet_pytorch.models.utils.detect_face import (
+            batched_nms,
+            batched_nms_numpy,
+            bbreg,
+            generateBoundingBox,
+            rerec,
+        )
+
+        frame_height, frame_width = frames[0].shape[:2]
+        sampler = sampler_for(frames, levels[0][1:], self.device)
+        pnet_threshold, rnet_threshold, onet_threshold = self.thresholds
+        on_cpu = self.device.type == "cpu"
+        rnet_chunk = RNET_CROPS_PER_CALL if on_cpu else ACCELERATOR_CROPS_PER_CALL
+        onet_chunk = ONET_CROPS_PER_CALL if on_cpu else ACCELERATOR_CROPS_PER_CALL
+
+        # Stage 1: PNet over the pyramid proposes boxes (NMS per level, then across levels).
+        level_boxes, level_images = [], []
+        for scale, level_height, level_width in levels:
+            frames_per_call = len(frames)
+            if on_cpu:
+                frames_per_call = max(1, PNET_PIXELS_PER_CALL // (level_height * level_width))
+            level = sampler.level(level_height, level_width)  # (B, 3, height, width)
+            offsets, probs = _in_chunks(self._pnet, level, frames_per_call)
+            boxes, image_inds = generateBoundingBox(offsets, probs[:, 1], scale, pnet_threshold)
+            pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.5)
+            level_boxes.append(boxes[pick])
+            level_images.append(image_inds[pick])
+        boxes, image_inds = torch.cat(level_boxes), torch.cat(level_images)
+        pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
+        boxes, image_inds = boxes[pick], image_inds[pick]
+        # (K, 9): x1, y1, x2, y2, score, then the four offsets in units of the box size.
+        box_sizes = (boxes[:, 2:4] - boxes[:, 0:2]).repeat(1, 2)
+        boxes = torch.cat([boxes[:, :4] + boxes[:, 5:9] * box_sizes, boxes[:, 4:5]], dim=1)
+        boxes = rerec(boxes)
+
+        # Stage 2: RNet rescores and moves each proposal.
+        crops, kept = sampler.crops(
+            box_regions(boxes, image_inds, frame_height, frame_width), RNET_SIZE
+        )
+        if kept:
+            boxes, image_inds = boxes[kept], image_inds[kept]
+            offsets, probs = _in_chunks(self._rnet, crops, rnet_chunk)
+            passed = probs[:, 1] > rnet_threshold
+            boxes = torch.cat([boxes[passed, :4], probs[passed, 1:2]], dim=1)
+            image_inds, offsets = image_inds[passed], offsets[passed]
+            pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
+            boxes = rerec(bbreg(boxes[pick], offsets[pick]))
+            image_inds = image_inds[pick]
+        else:  # no proposal has pixels inside the frame
+            boxes, image_inds = boxes[:0], image_inds[:0]
+
+        # Stage 3: ONet gives the final probability, box and landmarks.
+        points = torch.zeros((0, 5, 2))
+        crops, kept = sampler.crops(
+            box_regions(boxes, image_inds, frame_height, frame_width), ONET_SIZE
+        )
+        if kept:
+            boxes, image_inds = boxes[kept], image_inds[kept]
+            offsets, landmarks, probs = _in_chunks(self._onet, crops, onet_chunk)
+            passed = probs[:, 1] > onet_threshold
+            boxes = torch.cat([boxes[passed, :4], probs[passed, 1:2]], dim=1)
+            image_inds, offsets, landmarks = image_inds[passed], offsets[passed], landmarks[passed]
+            # Landmarks: (K, 10) = 5 x's then 5 y's, in units of the box; (K, 5, 2) in pixels.
+            box_width = (boxes[:, 2:3] - boxes[:, 0:1]) + 1
+            box_height = (boxes[:, 3:4] - boxes[:, 1:2]) + 1
+            points_x = box_width * landmarks[:, :5] + boxes[:, 0:1] - 1
+            points_y = box_height * landmarks[:, 5:] + boxes[:, 1:2] - 1
+            points = torch.stack([points_x, points_y], dim=2)
+            boxes = bbreg(boxes, offsets)
+            pick = batched_nms_numpy(boxes[:, :4], boxes[:, 4], image_inds, 0.7, "Min")
+            boxes, image_inds, points = boxes[pick], image_inds[pick], points[pick]
+        else:
+            boxes = torch.zeros((0, 5))
+            image_inds = torch.zeros((0,), dtype=torch.long)
+
+        boxes_np, points_np = boxes.cpu().numpy(), points.cpu().numpy()
+        image_inds_np = image_inds.cpu().numpy()
+        return [
+            (boxes_np[image_inds_np == index], points_np[image_inds_np == index])
+            for index in range(len(frames))
+        ]
+
+    def _to_detections(self, boxes: np.ndarray, points: np.ndarray) -> list[Detection]:
         detections = [
             Detection(
-                box_xyxy=tuple(float(value) for value in box * box_scale),
-                det_prob=float(det_prob),
-                landmarks=tuple(
-                    (float(point_x), float(point_y)) for point_x, point_y in point * point_scale
-                ),
+                box_xyxy=tuple(float(value) for value in box[:4]),
+                det_prob=float(box[4]),
+                landmarks=tuple((float(point_x), float(point_y)) for point_x, point_y in point),
             )
-            for box, det_prob, point in zip(boxes, probs, points, strict=True)
-            if det_prob >= self.min_det_prob
+            for box, point in zip(boxes.astype(np.float64), points.astype(np.float64), strict=True)
+            if box[4] >= self.min_det_prob
         ]
         detections.sort(key=lambda detection: detection.det_prob, reverse=True)
         return detections
@@ -232,213 +297,9 @@ def _as_frame_list(frames: Frames) -> list[np.ndarray]:
     return frame_list
 
 
-def _resize_for_detection(frame: np.ndarray, det_height: int, det_width: int) -> np.ndarray:
-    if frame.shape[:2] == (det_height, det_width):
-        return frame
-    # INTER_AREA: the only OpenCV filter that averages when shrinking, so no aliasing.
-    return cv2.resize(frame, (det_width, det_height), interpolation=cv2.INTER_AREA)
-
-
-@dataclass
-class Track:
-    """One person across the sampled frames."""
-
-    # 0, 1, ... in order of first appearance, then by face size within that frame.
-    person_id: int
-    # Frame position (0..N-1 among the sampled frames) -> that person's detection there.
-    detections: dict[int, Detection] = field(default_factory=dict)
-
-    @property
-    def frame_positions(self) -> list[int]:
-        return sorted(self.detections)
-
-    def last_detection(self) -> Detection:
-        return self.detections[max(self.detections)]
-
-    def face_side_px(self, frame_sizes: Sequence[tuple[int, int]]) -> float:
-        """The median over this person's frames of `visible_side_px` (how big the face is).
-
-        `frame_sizes[position]` is the (height, width) of the frame at that position.
-        """
-        return statistics.median(
-            visible_side_px(detection.box_xyxy, *frame_sizes[position])
-            for position, detection in self.detections.items()
-        )
-
-
-def visible_side_px(box_xyxy: Sequence[float], frame_height: int, frame_width: int) -> float:
-    """The shorter side of the part of a face box inside the frame, in pixels.
-
-    The shorter side, because it is the face's resolution across (MTCNN's boxes are taller than
-    wide), and the visible part, because boxes are not clipped: a face cut by the frame edge
-    keeps its full box, but only the part inside the frame carries pixels to judge.
-    """
-    visible_width = min(box_xyxy[2], frame_width) - max(box_xyxy[0], 0.0)
-    visible_height = min(box_xyxy[3], frame_height) - max(box_xyxy[1], 0.0)
-    return max(0.0, min(visible_width, visible_height))
-
-
-def box_iou(box_a_xyxy: Sequence[float], box_b_xyxy: Sequence[float]) -> float:
-    """Intersection over union of two xyxy boxes (0 when either has no area)."""
-    overlap_width = min(box_a_xyxy[2], box_b_xyxy[2]) - max(box_a_xyxy[0], box_b_xyxy[0])
-    overlap_height = min(box_a_xyxy[3], box_b_xyxy[3]) - max(box_a_xyxy[1], box_b_xyxy[1])
-    if overlap_width <= 0 or overlap_height <= 0:
-        return 0.0
-    intersection = overlap_width * overlap_height
-    area_a = (box_a_xyxy[2] - box_a_xyxy[0]) * (box_a_xyxy[3] - box_a_xyxy[1])
-    area_b = (box_b_xyxy[2] - box_b_xyxy[0]) * (box_b_xyxy[3] - box_b_xyxy[1])
-    union = area_a + area_b - intersection
-    return float(intersection / union) if union > 0 else 0.0
-
-
-# Sampled frames are far apart (32 over a minute: about two seconds), so a head moves between
-# them, further still across frames where it was not detected. A track's motion is estimated
-# over at most this many of its last detections (a longer baseline averages out jitter)...
-MOTION_HISTORY = 4
-# ...and the distance a detection may be from a track grows with the frames since that track was
-# last seen, as a random walk's does (by the square root of the gap), up to this factor.
-MAX_GAP_GROWTH = 1.5
-
-_TrackEntries = list[tuple[int, Detection]]  # (frame position, detection), in frame order
-
-
-def link_tracks(
-    detections_per_frame: Sequence[Sequence[Detection]],
-    *,
-    iou_threshold: float = 0.3,
-    max_center_distance: float = 1.25,
-    max_size_ratio: float = 2.0,
-    max_faces: int | None = None,
-    min_track_fraction: float = 0.0,
-) -> list[Track]:
-    """Group per-frame detections into one track per person, ordered by `person_id`.
-
-    Frames are visited in order, and each frame's detections are matched greedily against every
-    track seen so far (a person missing from some frames keeps their track), each track where
-    it is expected: its last box, moved along its recent motion. A pair may match when their
-    IoU is at least `iou_threshold`, or, because sampled frames can be seconds apart and a head
-    moves further than IoU tolerates, when their centres are within `max_center_distance`
-    times the larger box's longer side (times the square root of the frames since the track
-    was last seen, at most `MAX_GAP_GROWTH`) and their sizes (longer side) differ by at most
-    `max_size_ratio`. Overlapping pairs are matched first, highest IoU first, then the rest by
-    increasing centre distance, then pairs that only match the track's unmoved last box; a
-    detection left over starts a new track. Two faces of one frame never share a track.
-
-    `max_faces` keeps only the largest faces of each frame (ties: most probable) to bound the
-    work downstream. Tracks present in fewer than `min_track_fraction` of the frames (spurious
-    detections, passers-by) are dropped before ids are given.
-    """
-    if max_faces is not None and max_faces < 1:
-        raise ValueError(f"max_faces must be at least 1, got {max_faces}")
-    if not 0.0 <= min_track_fraction <= 1.0:
-        raise ValueError(f"min_track_fraction must be in [0, 1], got {min_track_fraction}")
-
-    open_tracks: list[_TrackEntries] = []
-    for frame_position, frame_detections in enumerate(detections_per_frame):
-        # Largest first so that new tracks started in one frame are numbered by size.
-        ranked_detections = sorted(
-            frame_detections,
-            key=lambda detection: (detection.area, detection.det_prob),
-            reverse=True,
-        )
-        if max_faces is not None:
-            ranked_detections = ranked_detections[:max_faces]
-
-        candidate_pairs: list[tuple[tuple[int, float, float], int, int]] = []
-        for track_index, track_entries in enumerate(open_tracks):
-            last_position, last_detection = track_entries[-1]
-            gap_growth = min(math.sqrt(frame_position - last_position), MAX_GAP_GROWTH)
-            match = partial(
-                _match_key,
-                iou_threshold=iou_threshold,
-                max_center_distance=max_center_distance * gap_growth,
-                max_size_ratio=max_size_ratio,
-            )
-            expected = _expected_detection(track_entries, frame_position)
-            for detection_index, detection in enumerate(ranked_detections):
-                match_key = match(expected, detection)
-                if match_key is None and expected is not last_detection:
-                    # Where it was last seen (a head that moved, then stopped), ranked after
-                    # every match at an expected place.
-                    still_key = match(last_detection, detection)
-                    match_key = None if still_key is None else (2 + still_key[0], *still_key[1:])
-                if match_key is not None:
-                    candidate_pairs.append((match_key, track_index, detection_index))
-        candidate_pairs.sort()
-
-        matched_tracks: set[int] = set()
-        matched_detections: set[int] = set()
-        for _, track_index, detection_index in candidate_pairs:
-            if track_index in matched_tracks or detection_index in matched_detections:
-                continue
-            open_tracks[track_index].append((frame_position, ranked_detections[detection_index]))
-            matched_tracks.add(track_index)
-            matched_detections.add(detection_index)
-        for detection_index, detection in enumerate(ranked_detections):
-            if detection_index not in matched_detections:
-                open_tracks.append([(frame_position, detection)])
-
-    num_frames = len(detections_per_frame)
-    kept_tracks = [
-        track_entries
-        for track_entries in open_tracks
-        if len(track_entries) >= min_track_fraction * num_frames
-    ]
-    # Tracks were opened in frame order and, within a frame, largest face first, so a stable
-    # sort on the first frame keeps that order: ids follow first appearance, then size.
-    kept_tracks.sort(key=lambda track_entries: track_entries[0][0])
-    return [
-        Track(person_id=person_id, detections=dict(track_entries))
-        for person_id, track_entries in enumerate(kept_tracks)
-    ]
-
-
-def _expected_detection(track_entries: _TrackEntries, frame_position: int) -> Detection:
-    """The track's last box, moved to where its recent motion puts it at `frame_position`.
-
-    The motion is the centre's displacement per frame position between the track's last
-    detection and the one `MOTION_HISTORY - 1` detections before it: constant velocity, which
-    keeps a walking person or a panning camera on one track and tells two crossing people apart.
-    A track seen once has no motion yet; its last box is returned as it is.
-    """
-    last_position, last_detection = track_entries[-1]
-    if len(track_entries) < 2:
-        return last_detection
-    first_position, first_detection = track_entries[-min(len(track_entries), MOTION_HISTORY)]
-    (first_x, first_y), (last_x, last_y) = first_detection.center_xy, last_detection.center_xy
-    frames_ahead = (frame_position - last_position) / (last_position - first_position)
-    shift_x = (last_x - first_x) * frames_ahead
-    shift_y = (last_y - first_y) * frames_ahead
-    x_min, y_min, x_max, y_max = last_detection.box_xyxy
-    return Detection(
-        box_xyxy=(x_min + shift_x, y_min + shift_y, x_max + shift_x, y_max + shift_y),
-        det_prob=last_detection.det_prob,
-    )
-
-
-def _match_key(
-    previous: Detection,
-    current: Detection,
-    *,
-    iou_threshold: float,
-    max_center_distance: float,
-    max_size_ratio: float,
-) -> tuple[int, float, float] | None:
-    """Sort key for a possible match (smaller is better), or None when they cannot match."""
-    overlap = box_iou(previous.box_xyxy, current.box_xyxy)
-    previous_x, previous_y = previous.center_xy
-    current_x, current_y = current.center_xy
-    previous_side = max(previous.width, previous.height)
-    current_side = max(current.width, current.height)
-    larger_side = max(previous_side, current_side)
-    if larger_side <= 0:
-        return None
-    # Centre distance in units of face size, so the rule means the same at any resolution.
-    relative_distance = math.hypot(current_x - previous_x, current_y - previous_y) / larger_side
-    if overlap >= iou_threshold:
-        return (0, -overlap, relative_distance)
-    smaller_side = min(previous_side, current_side)
-    size_ratio = larger_side / smaller_side if smaller_side > 0 else math.inf
-    if relative_distance <= max_center_distance and size_ratio <= max_size_ratio:
-        return (1, relative_distance, -overlap)
-    return None
+def _in_chunks(
+    network: torch.nn.Module, images: torch.Tensor, chunk: int
+) -> tuple[torch.Tensor, ...]:
+    """The network over at most `chunk` images at a time, outputs concatenated."""
+    outputs = [network(images[start : start + chunk]) for start in range(0, len(images), chunk)]
+    return tuple(torch.cat(parts) for parts in zip(*outputs, strict=True))

@@ -1,24 +1,26 @@
-"""Decoding videos in a worker process that is killed when a file takes too long.
+"""Decoding videos in worker processes that are killed when a file takes too long.
 
 decord (or FFmpeg under PyAV) can hang forever on some damaged containers, and a hung C call
 cannot be interrupted inside a process; a separate process can be killed. A hung file becomes a
-`VideoError` and the next file gets a fresh worker. `FrameReader` is the parent's side; what runs
-in the worker, and the messages between the two, are in `decode_worker`.
+`VideoError` and the next file gets a fresh worker. `FrameReader` is the parent's side: a queue
+of requests and `workers` slots (`decode_process.DecodeProcess`, one process each) that take
+requests from it in order, so several videos decode at once where decoding is the bottleneck.
+What runs in a worker, and the messages between the two, are in `decode_worker`.
 
-`FrameReader.read_ahead` is how a batch uses it: the next video decodes in the worker while the
-caller works on the current one.
+`FrameReader.read_ahead` is how a batch uses it: the next videos decode in the workers while
+the caller works on the current ones, results come back in input order whatever order the
+workers finish in, and at most `ahead` videos beyond the caller's are decoding or decoded, which
+bounds the frames held in memory. `open_frame_reader` is the one place where the scan's decode
+step is chosen (the decoder and the number of workers for a device).
 
 Like `video`, this module imports no torch: `scan` imports it at the top, and must not load torch.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
 import queue
-import subprocess
 import sys
 import threading
 from collections import deque
@@ -27,29 +29,19 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import numpy as np
-
-from deepfake_cli.decode_worker import (
-    ERROR_CLASSES,
-    WORKER_BOOTSTRAP,
-    read_into,
-    read_message,
-    write_message,
-)
-from deepfake_cli.errors import VideoError
-from deepfake_cli.results import DecodeInfo
-from deepfake_cli.video import ReadOptions, SampledFrames, VideoInfo
+from deepfake_cli.decode_process import DecodeProcess
+from deepfake_cli.errors import UsageError, VideoError
+from deepfake_cli.video import ReadOptions, SampledFrames
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack for **kwargs is Python 3.11+
 
 logger = logging.getLogger(__name__)
 
-# The worker needs a few seconds at most to import numpy, decord, PyAV and OpenCV; this only
-# guards against a worker that never comes up at all.
-_WORKER_START_TIMEOUT_S = 120.0
-
 Item = TypeVar("Item")
+
+#: Most decoding workers a default gives (each holds one video's frames while it decodes).
+MAX_DEFAULT_DECODE_WORKERS = 16
 
 
 @dataclass
@@ -76,25 +68,26 @@ class PendingFrames:
 
 
 class FrameReader:
-    """Decodes videos in a worker process that is killed when a file takes too long.
+    """Decodes videos in worker processes that are killed when a file takes too long.
 
-    Requests are decoded one at a time in submission order, so `submit()` can queue the next
-    videos while the caller works on the current one::
+    Requests are taken in submission order by `workers` worker processes, each decoding one
+    video at a time, so `submit()` can queue the next videos while the caller works on the
+    current one::
 
-        with FrameReader(timeout_s=60.0) as reader:
+        with FrameReader(timeout_s=60.0, workers=4) as reader:
             frames = reader.read(path, count=32)      # blocking; VideoError on failure or timeout
             pending = reader.submit(next_path)        # non-blocking: prefetch
             frames = pending.result()                 # VideoError on failure or timeout
             for path, pending in reader.read_ahead(paths, count=32):
-                frames = pending.result()             # the next path decodes meanwhile
+                frames = pending.result()             # in input order; the next paths decode
 
-    `timeout_s` limits each video's decoding, counted from when the worker starts on it (not
-    while it waits in the queue); None disables it. After a timeout or crash the worker is
-    replaced and the next request proceeds normally.
+    `timeout_s` limits each video's decoding, counted from when a worker starts on it (not
+    while it waits in the queue); None disables it. After a timeout or crash that worker is
+    replaced and its next request proceeds normally; the other workers are not disturbed.
 
-    `decode_function` replaces `read_frames` inside the worker (for tests, e.g. one that sleeps).
-    It is sent by pickle, so it must be a module-level function importable in the worker, which
-    uses the parent's `sys.path` (its module is imported when a worker starts, outside any
+    `decode_function` replaces `read_frames` inside the workers (for tests, e.g. one that
+    sleeps). It is sent by pickle, so it must be a module-level function importable in a worker,
+    which uses the parent's `sys.path` (its module is imported when a worker starts, outside any
     request's timeout); it is called as `decode_function(path, **options)` with the options
     given to `submit` (`ReadOptions`) and must return `SampledFrames`.
     """
@@ -103,23 +96,33 @@ class FrameReader:
         self,
         timeout_s: float | None = 60.0,
         *,
+        workers: int = 1,
         decode_function: Callable[..., SampledFrames] | None = None,
     ) -> None:
         if timeout_s is not None and not timeout_s > 0:
             raise ValueError(f"timeout_s must be positive or None, got {timeout_s}")
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
         if not sys.executable:
             raise RuntimeError("cannot start a decoding worker: sys.executable is not known")
         self.timeout_s = timeout_s
-        self._decode_function = decode_function
+        self.workers = workers
         self._requests: queue.SimpleQueue[_DecodeRequest | None] = queue.SimpleQueue()
-        self._worker_lock = threading.Lock()  # guards _worker and _closed
-        self._worker: subprocess.Popen[bytes] | None = None
-        self._closed = False
-        # The dispatcher starts the worker right away, so its start overlaps the caller's setup.
-        self._dispatcher = threading.Thread(
-            target=self._dispatch_requests, name="mattn-frame-reader", daemon=True
-        )
-        self._dispatcher.start()
+        self._submit_lock = threading.Lock()  # orders submit() against close()
+        self._closed = threading.Event()
+        self._processes = [DecodeProcess(decode_function, self._closed) for _ in range(workers)]
+        # Each dispatcher starts its worker right away, so the start overlaps the caller's setup.
+        self._dispatchers = [
+            threading.Thread(
+                target=self._dispatch_requests,
+                args=(process,),
+                name=f"mattn-frame-reader-{number}",
+                daemon=True,
+            )
+            for number, process in enumerate(self._processes)
+        ]
+        for dispatcher in self._dispatchers:
+            dispatcher.start()
 
     def __enter__(self) -> FrameReader:
         return self
@@ -134,8 +137,8 @@ class FrameReader:
             raise TypeError(f"unknown read option(s): {', '.join(sorted(unknown))}")
         path_text = os.fsdecode(os.fspath(path))
         future: Future[SampledFrames] = Future()
-        with self._worker_lock:
-            if self._closed:
+        with self._submit_lock:
+            if self._closed.is_set():
                 raise RuntimeError("this FrameReader is closed")
             self._requests.put(_DecodeRequest(path_text, dict(options), future))
         return PendingFrames(path_text, future)
@@ -149,42 +152,52 @@ class FrameReader:
         items: Iterable[Item],
         *,
         path_of: Callable[[Item], str | os.PathLike[str]] | None = None,
+        ahead: int | None = None,
         **options: Unpack[ReadOptions],
     ) -> Iterator[tuple[Item, PendingFrames]]:
-        """Each item with its pending frames, in order, keeping one video decoding ahead.
+        """Each item with its pending frames, in input order, keeping `ahead` videos ahead.
 
-        While the caller works on one video (faces, crops, scores) the worker decodes the next,
-        so the two overlap; only one video is ahead, so at most two videos' frames are held.
-        `path_of` gives an item's video (None: the items are the paths). Items are taken from
-        `items` one at a time: item k + 1 is taken and submitted when the caller asks for
-        item k. A video that fails raises from its `result()`, not here.
+        While the caller works on a video (faces, crops, scores) the workers decode the next
+        `ahead` (None: one per worker), so the two overlap; the results are handed out in the
+        order of `items` whichever worker finishes first. Items are taken from `items` one at a
+        time: item k + ahead is taken and submitted when the caller asks for item k, so the
+        frames held are those of the videos the caller has not let go of plus at most `ahead`
+        more. `path_of` gives an item's video (None: the items are the paths). A video that
+        fails raises from its `result()`, not here.
         """
+        ahead = self.workers if ahead is None else ahead
+        if ahead < 0:
+            raise ValueError(f"ahead must be 0 or more, got {ahead}")
         submitted: deque[tuple[Item, PendingFrames]] = deque()
         for item in items:
             path = item if path_of is None else path_of(item)
             submitted.append((item, self.submit(path, **options)))  # type: ignore[arg-type]
-            if len(submitted) == 2:
+            if len(submitted) > ahead:
                 yield submitted.popleft()
         yield from submitted
 
     def close(self) -> None:
-        """Stop the worker; requests not finished yet fail with VideoError."""
-        with self._worker_lock:
-            if self._closed:
+        """Stop the workers; requests not finished yet fail with VideoError."""
+        with self._submit_lock:
+            if self._closed.is_set():
                 return
-            self._closed = True
-            self._requests.put(None)
-            # Only kill here: the dispatcher thread is the one that reads the worker's pipes, so
-            # it also reaps the worker and closes them once its read ends.
-            if self._worker is not None and self._worker.poll() is None:
-                self._worker.kill()
-        self._dispatcher.join()
+            self._closed.set()
+            # One stop sign per dispatcher, behind every request: each request queued before
+            # close is still taken, and fails at once as cancelled.
+            for _ in self._dispatchers:
+                self._requests.put(None)
+        # Only kill here: each dispatcher thread is the one that reads its worker's pipes, so
+        # it also reaps the worker and closes them once its read ends.
+        for process in self._processes:
+            process.kill()
+        for dispatcher in self._dispatchers:
+            dispatcher.join()
 
-    # -- dispatcher thread ---------------------------------------------------------------------
+    # -- dispatcher threads, one per worker process --------------------------------------------
 
-    def _dispatch_requests(self) -> None:
+    def _dispatch_requests(self, process: DecodeProcess) -> None:
         try:
-            self._start_worker_if_needed()
+            process.start_if_needed()
         except VideoError as error:
             # Reported again, to the first request, when it tries to start a worker itself.
             logger.debug("decoding worker did not start: %s", error)
@@ -195,165 +208,44 @@ class FrameReader:
             if not request.future.set_running_or_notify_cancel():
                 continue
             try:
-                request.future.set_result(self._decode_in_worker(request))
+                result = process.decode(request.path, request.options, self.timeout_s)
             except BaseException as error:  # any failure belongs to the caller, not this thread
                 request.future.set_exception(error)
-        with self._worker_lock:
-            worker, self._worker = self._worker, None
-        if worker is not None:
-            _kill_and_reap(worker)
-
-    def _closed_error(self, path: str) -> VideoError:
-        return VideoError(f"Decoding '{path}' was cancelled because the frame reader was closed.")
-
-    def _lost_worker_error(self, path: str, what_happened: str) -> VideoError:
-        """The error for a request whose worker is gone: cancelled if closed, else what happened."""
-        if self._closed:
-            return self._closed_error(path)
-        return VideoError(f"Decoding '{path}' {what_happened}.")
-
-    def _start_worker_if_needed(self) -> subprocess.Popen[bytes]:
-        with self._worker_lock:
-            if self._closed:
-                raise self._closed_error("the next video")
-            if self._worker is not None and self._worker.poll() is None:
-                return self._worker
-            package_name = __name__.rpartition(".")[0]
-            package_dir = os.path.dirname(os.path.abspath(__file__))
-            worker = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    WORKER_BOOTSTRAP,
-                    package_name,
-                    package_dir,
-                    # The parent's import path, so that a decode_function can be imported.
-                    json.dumps([entry for entry in sys.path if isinstance(entry, str)]),
-                ],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                # decord prints C++ warnings for damaged files that cannot be turned off;
-                # the VideoError says what went wrong.
-                stderr=subprocess.DEVNULL,
-            )
-            self._worker = worker
-        start_timer = _KillTimer(_WORKER_START_TIMEOUT_S, worker)
-        try:
-            write_message(worker.stdin, self._decode_function)  # type: ignore[arg-type]
-            worker.stdin.flush()  # type: ignore[union-attr]
-            reply = read_message(worker.stdout)  # type: ignore[arg-type]
-        except (EOFError, OSError, ValueError) as error:
-            self._discard_worker(worker)
-            if self._closed:
-                raise self._closed_error("the next video") from None
-            raise VideoError(
-                f"The frame-decoding worker process could not start (exit code {worker.poll()})."
-            ) from error
-        finally:
-            start_timer.cancel()
-        if reply[0] != "ready":
-            self._discard_worker(worker)
-            raise VideoError(f"The frame-decoding worker process could not start ({reply[-1]}).")
-        return worker
-
-    def _send_request(self, request: _DecodeRequest) -> subprocess.Popen[bytes]:
-        """Send `request` to a live worker, replacing one that died while idle."""
-        message = (os.getcwd(), request.path, request.options)
-        for attempt in range(2):
-            worker = self._start_worker_if_needed()
-            try:
-                write_message(worker.stdin, message)  # type: ignore[arg-type]
-                worker.stdin.flush()  # type: ignore[union-attr]
-                return worker
-            except (OSError, ValueError):
-                self._discard_worker(worker)
-                if attempt == 1 or self._closed:
-                    raise
-        raise AssertionError("unreachable")
-
-    def _decode_in_worker(self, request: _DecodeRequest) -> SampledFrames:
-        if self._closed:
-            raise self._closed_error(request.path)
-        try:
-            worker = self._send_request(request)
-        except (OSError, ValueError) as error:
-            raise self._lost_worker_error(
-                request.path, "failed because the decoding worker process could not be reached"
-            ) from error
-        timer = _KillTimer(self.timeout_s, worker) if self.timeout_s is not None else None
-        try:
-            reply = read_message(worker.stdout)  # type: ignore[arg-type]
-            if reply[0] == "frames":
-                _, info_fields, frame_indices, times_s, decode_fields, shape, dtype_text = reply
-                frames = np.empty(shape, dtype=np.dtype(dtype_text))
-                if frames.nbytes:
-                    read_into(worker.stdout, memoryview(frames).cast("B"))  # type: ignore[arg-type]
-        except (EOFError, OSError, ValueError) as error:
-            self._discard_worker(worker)
-            if timer is not None and timer.fired:
-                raise VideoError(
-                    f"Decoding '{request.path}' did not finish within {self.timeout_s:g} s "
-                    f"(the file is probably damaged)."
-                ) from None
-            raise self._lost_worker_error(
-                request.path,
-                "stopped because the decoding worker process exited unexpectedly "
-                f"(exit code {worker.poll()})",
-            ) from error
-        finally:
-            if timer is not None:
-                timer.cancel()
-        if timer is not None and timer.fired:
-            # Killed just after it replied: the reply is complete, only the worker is gone.
-            self._discard_worker(worker)
-        if reply[0] == "frames":
-            return SampledFrames(
-                info=VideoInfo(**info_fields),
-                frame_indices=frame_indices,
-                times_s=times_s,
-                frames=frames,
-                decode=None if decode_fields is None else DecodeInfo(**decode_fields),
-            )
-        if reply[0] == "error":
-            _, class_name, message = reply
-            raise ERROR_CLASSES.get(class_name, VideoError)(message)
-        _, summary, worker_traceback = reply
-        logger.debug("decoding worker failed on %s:\n%s", request.path, worker_traceback)
-        raise VideoError(f"Decoding '{request.path}' failed in the worker process: {summary}.")
-
-    def _discard_worker(self, worker: subprocess.Popen[bytes]) -> None:
-        """Kill and reap `worker`; the next request starts a fresh one."""
-        with self._worker_lock:
-            if self._worker is worker:
-                self._worker = None
-        _kill_and_reap(worker)
+            else:
+                request.future.set_result(result)
+            # Not kept while waiting for the next request: the frames belong to the caller, who
+            # may have let them go already.
+            request = result = None
+        process.stop()
 
 
-def _kill_and_reap(worker: subprocess.Popen[bytes]) -> None:
-    if worker.poll() is None:
-        worker.kill()
-    worker.wait()
-    for stream in (worker.stdin, worker.stdout):
-        if stream is not None:
-            # A broken pipe to a dead worker has nothing left to flush.
-            with contextlib.suppress(OSError):
-                stream.close()
+def default_decode_workers(device_type: str, cpu_count: int | None = None) -> int:
+    """`--decode-workers` when not given: 1 on the CPU, one per core but one on a GPU.
 
-
-class _KillTimer(threading.Timer):
-    """Kills a worker after a delay unless cancelled; `fired` tells afterwards whether it did.
-
-    Started on creation.
+    On the CPU the detector and MTCNN need the same cores as decoding, and one worker decoding
+    the next video while this one is judged already keeps them busy (benchmarks/decode_workers.py
+    measures more). With a GPU doing the detection and scoring, decoding is the bottleneck, so
+    every core but the one that feeds the GPU decodes, up to `MAX_DEFAULT_DECODE_WORKERS`.
     """
+    if device_type == "cpu":
+        return 1
+    if cpu_count is None:
+        cpu_count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        cpu_count = cpu_count or os.cpu_count() or 1
+    return max(1, min(cpu_count - 1, MAX_DEFAULT_DECODE_WORKERS))
 
-    def __init__(self, timeout_s: float, worker: subprocess.Popen[bytes]) -> None:
-        super().__init__(timeout_s, self._kill)
-        self.daemon = True
-        self.fired = False
-        self._worker_to_kill = worker
-        self.start()
 
-    def _kill(self) -> None:
-        self.fired = True
-        if self._worker_to_kill.poll() is None:
-            self._worker_to_kill.kill()
+def open_frame_reader(
+    device_type: str, *, timeout_s: float | None, workers: int | None = None
+) -> FrameReader:
+    """The scan's decode step for a device: the one place it is chosen.
+
+    Today every device decodes on the CPU (decord or PyAV, `video.read_frames`) in `workers`
+    killable processes (None: `default_decode_workers`). A hardware decoder for a device would be
+    chosen here, behind the same `read_ahead` interface.
+    """
+    if workers is None:
+        workers = default_decode_workers(device_type)
+    if workers < 1:
+        raise UsageError("--decode-workers must be at least 1.")
+    return FrameReader(timeout_s=timeout_s, workers=workers)

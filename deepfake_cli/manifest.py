@@ -49,6 +49,7 @@ MANIFEST_COLUMNS = (
     "boxes_from",
     "crop_size",
     "margin_ratio",
+    "align",
 )
 #: The columns training and evaluation cannot do without.
 REQUIRED_COLUMNS = ("crop_path", "video_id", "label", "method", "split", "frame_index")
@@ -58,6 +59,8 @@ REAL, FAKE = 0, 1
 #: `boxes_from`: faces detected in this video, or its real original's boxes reused.
 BOXES_FROM_SELF = "self"
 BOXES_FROM_ORIGINAL = "original"
+#: `align`: the crop was rotated so the eyes are level, or cut upright.
+ALIGNED, UPRIGHT = "1", "0"
 
 
 # --- writing -----------------------------------------------------------------------------------
@@ -137,6 +140,12 @@ class CropRecord:
     landmarks: tuple[float, ...] | None = None
     # The crop's side as a multiple of the detector box's longer side, when the manifest says.
     margin_ratio: float | None = None
+    # The tracked person of the video the crop shows (0 when the manifest does not say).
+    person: int = 0
+    # Whether the crop was rotated so the eyes are level; None when the manifest does not say.
+    align: bool | None = None
+    # The face box (x1, y1, x2, y2, frame pixels) the crop was cut around, or None.
+    box: tuple[float, float, float, float] | None = None
 
 
 def read_manifest(data_dir: str | Path) -> list[CropRecord]:
@@ -193,6 +202,17 @@ def _record(row: dict[str, str], data_dir: Path, manifest: Path, line: int) -> C
         landmarks = values
     method = (row.get("method") or "").strip() or ("real" if label == REAL else "fake")
     margin_text = (row.get("margin_ratio") or "").strip()
+    person_text = (row.get("person") or "").strip()
+    align_text = (row.get("align") or "").strip()
+    if align_text not in ("", ALIGNED, UPRIGHT):
+        raise LayoutError(f"{manifest}, line {line}: align must be {ALIGNED} or {UPRIGHT}.")
+    try:
+        person = int(float(person_text or 0))
+        box_values = tuple(float(value) for value in (row.get("box") or "").split())
+    except ValueError:
+        raise LayoutError(f"{manifest}, line {line}: person and box must be numbers.") from None
+    if box_values and len(box_values) != 4:
+        raise LayoutError(f"{manifest}, line {line}: box must be 4 numbers.")
     return CropRecord(
         path=data_dir / row["crop_path"],
         video_id=row["video_id"],
@@ -204,4 +224,7 @@ def _record(row: dict[str, str], data_dir: Path, manifest: Path, line: int) -> C
         compression=row.get("compression") or "",
         landmarks=landmarks,
         margin_ratio=float(margin_text) if margin_text else None,
+        person=person,
+        align=None if not align_text else align_text == ALIGNED,
+        box=box_values or None,  # type: ignore[arg-type]
     )

@@ -1,11 +1,16 @@
 """Compose the stages for one video and for a batch.
 
-video -> frames (exact: decord or PyAV, in a killable worker that prefetches) -> faces (MTCNN)
+video -> frames (exact: decord or PyAV, in killable workers that decode ahead) -> faces (MTCNN)
 -> persons (tracks; those too small or too briefly seen to judge are set aside with a reason)
 -> crops (the shared crop function, at the size and margin the weights ask for) -> fake
 probabilities (batched detector) -> verdict (named aggregation, over judged persons only).
 A video that cannot be read gets status `error`, one without a face to judge `no_face`: never
 a score.
+
+A batch is decoded by `--decode-workers` processes and judged `--video-batch` videos at a time
+(`judging`: one MTCNN call over all their frames, one detector call over all their crops); on
+CUDA the detector scores one group while the next group's faces are found and cut. Results
+come out in input order whatever order the workers finish in.
 
 Importing this module does not import torch: the CLI imports it to check options, which should
 fail in a moment, and `run_scan` must choose OpenMP's settings before torch loads OpenMP. The
@@ -14,240 +19,190 @@ torch-backed stages (faces, crops, scoring) are imported where they are first us
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deepfake_cli.aggregate import (
-    DEFAULT_MIN_PRESENCE,
-    JudgingRule,
-    SeenPerson,
-    check_strategy,
-    default_min_face_px,
-    video_verdict,
-)
 from deepfake_cli.device import prefer_passive_openmp, resolve_device
-from deepfake_cli.errors import MattnError, UsageError
-from deepfake_cli.frame_reader import FrameReader
+from deepfake_cli.errors import UsageError
+from deepfake_cli.frame_reader import FrameReader, PendingFrames, open_frame_reader
 from deepfake_cli.inputs import expand_inputs, missing_file_reason
-from deepfake_cli.results import FaceScore, FrameRecord, VideoResult
+from deepfake_cli.judging import DecodedVideo, PreparedVideo, ScanOptions, VideoJudge
+from deepfake_cli.results import VideoResult
 from deepfake_cli.shards import in_shard, parse_shard
-from deepfake_cli.video import SampledFrames
 
 if TYPE_CHECKING:
-    from deepfake_cli.faces import FaceDetector, Track
+    import numpy as np
+
+    from deepfake_cli.faces import FaceDetector
     from deepfake_cli.scoring import FaceScorer
 
-logger = logging.getLogger(__name__)
+__all__ = ["ScanOptions", "ScanRequest", "VideoScanner", "run_scan", "scan_batch"]
+
+#: `--video-batch` when not given, by device type (others: 1). On the CPU grouping gains
+#: nothing (4 videos judged together took as long as one after another; benchmarks/
+#: decode_workers.py --video-batches 1,4 measures a scan); on a GPU 8 videos of 32 frames give
+#: the detector some 256 faces per call.
+DEFAULT_VIDEO_BATCH = {"cpu": 1, "cuda": 8}
+
+# A group in order: decoded videos to judge, and error results of videos that failed to decode.
+_Group = list[DecodedVideo | VideoResult]
 
 
-@dataclass(frozen=True)
-class ScanOptions:
-    """What to sample and how to judge; one value per `mattn scan` option."""
-
-    # Frames sampled evenly over the video (or over [start_s, end_s)).
-    frames: int = 32
-    start_s: float | None = None
-    end_s: float | None = None
-    # At most this many faces per frame are scored (largest first): bounds work on crowds.
-    max_faces: int | None = 4
-    # Frame -> video aggregation strategy (see aggregate.STRATEGIES) and decision threshold.
-    aggregate: str = "mean"
-    # None: the weights' calibrated threshold (`Provenance.decision_threshold`), else 0.5.
-    threshold: float | None = None
-    # Seconds a video may take to decode before it is given up as hung.
-    timeout_s: float | None = 120.0
-    # Include per-frame boxes and scores in the results.
-    details: bool = False
-    # Persons judged: face at least this many pixels (shorter side of the visible box; None:
-    # the model's default, `aggregate.default_min_face_px`) and found in at least this share
-    # of the sampled frames. The others are reported, not scored.
-    min_face_px: int | None = None
-    min_presence: float = DEFAULT_MIN_PRESENCE
-
-    def __post_init__(self) -> None:
-        check_strategy(self.aggregate)
-        if self.frames < 1:
-            raise UsageError("--frames must be at least 1.")
-        if self.max_faces is not None and self.max_faces < 1:
-            raise UsageError("--max-faces must be at least 1.")
-        if self.timeout_s is not None and not self.timeout_s > 0:
-            raise UsageError("--timeout must be a positive number of seconds.")
-        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
-            raise UsageError("--threshold must be between 0 and 1.")
-        if self.start_s is not None and self.end_s is not None and self.end_s <= self.start_s:
-            raise UsageError("--end must be after --start.")
-        if self.min_face_px is not None and self.min_face_px < 0:
-            raise UsageError("--min-face must be a number of pixels, 0 or more.")
-        if not 0.0 <= self.min_presence <= 1.0:
-            raise UsageError("--min-presence must be between 0 and 1.")
+def default_video_batch(device_type: str) -> int:
+    return DEFAULT_VIDEO_BATCH.get(device_type, 1)
 
 
-class VideoScanner:
-    """Holds the models (loaded once) and scans videos one after another."""
+class VideoScanner(VideoJudge):
+    """Holds the models (loaded once) and scans videos, `video_batch` judged at a time.
+
+    `decode_workers` is how many decoding processes `scan_many` starts when it is not given a
+    reader.
+    """
 
     def __init__(
-        self, scorer: FaceScorer, face_detector: FaceDetector, options: ScanOptions
+        self,
+        scorer: FaceScorer,
+        face_detector: FaceDetector,
+        options: ScanOptions,
+        *,
+        video_batch: int = 1,
+        decode_workers: int = 1,
     ) -> None:
-        self.scorer = scorer
-        self.face_detector = face_detector
-        preprocessing = scorer.preprocessing
-        if options.threshold is None:
-            options = replace(options, threshold=scorer.decision_threshold)
-        if options.min_face_px is None:
-            min_face_px = default_min_face_px(preprocessing.input_size, preprocessing.margin_ratio)
-            options = replace(options, min_face_px=min_face_px)
-        self.options = options
-        self.judging = JudgingRule(options.min_face_px, options.min_presence)
-        self.model = scorer.model_info
-        self.crop_geometry = preprocessing.crop_geometry
-        # What every result of this scanner records about how it judges.
-        self.judged_by = {
-            "threshold": options.threshold,
-            "aggregate": options.aggregate,
-            "model": self.model,
-            "min_face_px": options.min_face_px,
-            "min_presence": options.min_presence,
-        }
-
-    def failed(self, path: str, message: str, started: float) -> VideoResult:
-        """The result for a video that could not be scanned, `message` saying why."""
-        seconds = time.perf_counter() - started
-        return VideoResult.failed(path, message, seconds=seconds, **self.judged_by)
-
-    def judge(self, path: str, sampled: SampledFrames, started: float) -> VideoResult:
-        """Faces, persons, crops, scores and verdict for frames already decoded."""
-        from deepfake_cli.crops import crop_tracks
-        from deepfake_cli.faces import link_tracks
-
-        options = self.options
-        detections = self.face_detector.detect(sampled.frames)
-        tracks = link_tracks(detections, max_faces=options.max_faces)
-        # Which persons the model can judge; the others are reported, and their crops are not
-        # scored (a score for a face too small or too briefly seen would be made up).
-        frame_sizes = [frame.shape[:2] for frame in sampled.frames]
-        seen = [
-            SeenPerson(track.person_id, len(track.detections), track.face_side_px(frame_sizes))
-            for track in tracks
-        ]
-        unjudged = self.judging.unjudged_persons(seen, sampled_frames=len(frame_sizes))
-        unjudged_ids = {person.id for person in unjudged}
-        judged_tracks = [track for track in tracks if track.person_id not in unjudged_ids]
-        # One crop per (person, frame) with the crop function training uses.
-        track_crops = crop_tracks(sampled.frames, judged_tracks, self.crop_geometry)
-        keys = track_crops.keys  # (person_id, frame position)
-        fake_probability = self.scorer.score(track_crops.crops) if keys else []  # (num_crops,)
-        frames_record = (
-            _frame_records(sampled, tracks, keys, fake_probability) if options.details else None
-        )
-        if not keys:
-            seconds = time.perf_counter() - started
-            return VideoResult.no_face(
-                path, seconds=seconds, frames=frames_record, persons=unjudged, **self.judged_by
-            )
-
-        per_person: dict[int, list[float]] = {}
-        for (person_id, _position), probability in zip(keys, fake_probability, strict=True):
-            per_person.setdefault(person_id, []).append(float(probability))
-        persons, video_probability, verdict = video_verdict(
-            per_person,
-            strategy=options.aggregate,
-            threshold=options.threshold,
-            face_px={person.id: person.face_px for person in seen},
-            unjudged=unjudged,
-        )
-        return VideoResult(
-            path=path,
-            status="ok",
-            error=None,
-            verdict=verdict,
-            fake_probability=video_probability,
-            frames_used=len({position for _person, position in keys}),
-            persons=persons,
-            seconds=time.perf_counter() - started,
-            frames=frames_record,
-            **self.judged_by,
-        )
+        super().__init__(scorer, face_detector, options)
+        if video_batch < 1:
+            raise UsageError("--video-batch must be at least 1.")
+        if decode_workers < 1:
+            raise UsageError("--decode-workers must be at least 1.")
+        self.video_batch = video_batch
+        self.decode_workers = decode_workers
+        # On CUDA the detector runs in a thread while this one finds the next group's faces
+        # (the GPU queues both); on the CPU a second thread would only compete for the cores.
+        scoring_device = getattr(scorer, "device", None)
+        self.overlap_scoring = scoring_device is not None and scoring_device.type == "cuda"
 
     def scan_many(
         self, paths: Iterable[str], reader: FrameReader | None = None
     ) -> Iterator[VideoResult]:
-        """Scan videos in order; the next video decodes in the worker while this one is judged.
+        """Scan videos; the results come in the order of `paths`.
 
-        `reader` lets the caller start the decoding worker early (it starts while the models
-        load); without it one is opened here and closed at the end.
+        The next videos decode in the reader's workers while these are judged: at most
+        `max(workers, video_batch)` beyond the group being judged, so the frames held are
+        those of at most `video_batch + max(workers, video_batch)` videos. `reader` lets the
+        caller start the workers early (they start while the models load); without it they are
+        started here and stopped at the end.
         """
         if reader is None:
-            with FrameReader(timeout_s=self.options.timeout_s) as own_reader:
-                yield from self.scan_many(paths, own_reader)
+            with FrameReader(timeout_s=self.options.timeout_s, workers=self.decode_workers) as own:
+                yield from self.scan_many(paths, own)
             return
         options = self.options
-        # Lazily, one video ahead: the next video decodes in the worker while this one is judged.
         decoding = reader.read_ahead(
-            paths, count=options.frames, start_s=options.start_s, end_s=options.end_s
+            paths,
+            ahead=max(reader.workers, self.video_batch),
+            count=options.frames,
+            start_s=options.start_s,
+            end_s=options.end_s,
         )
+        groups = self._decoded_groups(decoding)
+        if not self.overlap_scoring:
+            for group in groups:
+                yield from self._judge_group(group)
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="mattn-scoring") as scoring:
+            previous = None
+            for group in groups:
+                started = self._start_group(group, scoring)
+                if previous is not None:
+                    yield from self._finish_started_group(*previous, scoring)
+                previous = started
+            if previous is not None:
+                yield from self._finish_started_group(*previous, scoring)
+
+    def _decoded_groups(self, decoding: Iterable[tuple[str, PendingFrames]]) -> Iterator[_Group]:
+        """Groups of up to `video_batch` decoded videos, with failed decodes in their places.
+
+        A failed decode with no decoded video before it in its group is its own group, so its
+        result is written at once, as with one video at a time. The consumer takes a group's
+        items out of the list (`_take`), so no reference left here keeps frames alive.
+        """
+        group: _Group = []
+        decoded = 0
         for path, pending in decoding:
             started = time.perf_counter()
             try:
-                sampled = pending.result()
-            except MattnError as error:
-                yield self.failed(path, error.message, started)
-                continue
+                group.append(DecodedVideo(path, pending.result(), started))
+                decoded += 1
             except Exception as error:  # one file's failure must not cost the rest of the batch
-                yield self.failed(path, _internal_error_message(path, error), started)
-                continue
-            yield self.judge_safely(path, sampled, started)
+                group.append(self.failed_by(path, error, started))
+            del pending  # its future holds the frames too
+            if decoded == self.video_batch or decoded == 0:
+                yield group
+                group, decoded = [], 0
+        if group:
+            yield group
 
-    def judge_safely(self, path: str, sampled: SampledFrames, started: float) -> VideoResult:
-        """`judge`, with any failure turned into an error result: one file never stops a batch.
+    def _judge_group(self, group: _Group) -> list[VideoResult]:
+        items = _take(group)
+        videos = [item for item in items if isinstance(item, DecodedVideo)]
+        if len(videos) == 1:
+            (video,) = videos
+            judged = [self.judge_safely(video.path, video.sampled, video.started)]
+        else:
+            judged = self.judge_group_safely(videos) if videos else []
+        return _in_order(items, judged)
 
-        Every result of decoded frames says how they were decoded (`VideoResult.decode`).
+    def _start_group(
+        self, group: _Group, scoring: ThreadPoolExecutor
+    ) -> tuple[list[VideoResult | None], list[PreparedVideo | VideoResult], Future[np.ndarray]]:
+        """Faces and crops of a group here, its scores started in `scoring`; frames let go.
+
+        Returns the group's order (its decode failures, None where a decoded video was), what
+        was prepared, and the scores to come.
         """
+        items = _take(group)
+        videos = [item for item in items if isinstance(item, DecodedVideo)]
+        prepared = self.prepare_group_safely(videos) if videos else []
+        order = [item if isinstance(item, VideoResult) else None for item in items]
+        return order, prepared, scoring.submit(self.score_group, prepared)
+
+    def _finish_started_group(
+        self,
+        order: list[VideoResult | None],
+        prepared: list[PreparedVideo | VideoResult],
+        scores: Future[np.ndarray],
+        scoring: ThreadPoolExecutor,
+    ) -> list[VideoResult]:
         try:
-            result = self.judge(path, sampled, started)
-        except MattnError as error:
-            result = self.failed(path, error.message, started)
-        except Exception as error:  # a bug met on one file must not cost the rest of the batch
-            result = self.failed(path, _internal_error_message(path, error), started)
-        result.decode = sampled.decode
-        return result
+            fake_probability = scores.result()
+        except Exception:  # retried video by video in finish_group
+            fake_probability = None
+
+        def score_in_scoring_thread(crops: np.ndarray) -> np.ndarray:
+            # The scorer is used from one thread only, and that thread may be busy with the
+            # next group: the retry waits its turn there.
+            return scoring.submit(self.scorer.score, crops).result()
+
+        finished = self.finish_group(prepared, fake_probability, score_in_scoring_thread)
+        return _in_order(order, finished)
 
 
-def _frame_records(
-    sampled: SampledFrames,
-    tracks: list[Track],
-    keys: list[tuple[int, int]],
-    fake_probability: Sequence[float],
-) -> list[FrameRecord]:
-    """`--details`: every sampled frame with the faces scored in it (judged persons only)."""
-    faces_by_position: dict[int, list[FaceScore]] = {}
-    for (person_id, position), probability in zip(keys, fake_probability, strict=True):
-        detection = tracks[person_id].detections[position]
-        faces_by_position.setdefault(position, []).append(
-            FaceScore(
-                person=person_id,
-                box=[float(value) for value in detection.box_xyxy],
-                det_prob=float(detection.det_prob),
-                fake_probability=float(probability),
-            )
-        )
-    return [
-        FrameRecord(index=index, time_s=time_s, faces=faces_by_position.get(position, []))
-        for position, (index, time_s) in enumerate(
-            zip(sampled.frame_indices, sampled.times_s, strict=True)
-        )
-    ]
+def _take(group: _Group) -> _Group:
+    """The group's items, leaving the list empty: its frames live only as long as the caller's."""
+    items = list(group)
+    group.clear()
+    return items
 
 
-def _internal_error_message(path: str, error: Exception) -> str:
-    """One sentence for an error mattn did not foresee; the traceback goes to the debug log."""
-    logger.debug("scanning %s failed", path, exc_info=error)
-    lines = str(error).strip().splitlines()
-    detail = f"{type(error).__name__}: {lines[0].rstrip('.')}" if lines else type(error).__name__
-    return f"Scanning '{path}' failed with an internal error ({detail}); please report it."
+def _in_order(
+    items: Sequence[DecodedVideo | VideoResult | None], judged: list[VideoResult]
+) -> list[VideoResult]:
+    """A group's results in input order: its decode failures and, in between, `judged`."""
+    judged_results = iter(judged)
+    return [item if isinstance(item, VideoResult) else next(judged_results) for item in items]
 
 
 def scan_batch(
@@ -286,6 +241,10 @@ class ScanRequest:
     device: str = "auto"
     precision: str = "auto"
     batch_size: int | None = None
+    # Decoding processes (None: `frame_reader.default_decode_workers`) and videos judged
+    # together (None: `DEFAULT_VIDEO_BATCH` for the device).
+    decode_workers: int | None = None
+    video_batch: int | None = None
     # "auto" (onnxruntime for an .onnx file, else torch), "torch" or "onnxruntime".
     backend: str = "auto"
     # torch.compile the detector (pays off over hundreds of faces; see docs/model.md).
@@ -329,6 +288,10 @@ def run_scan(request: ScanRequest) -> int:
     device = resolve_device(request.device)
     # Before the model loads: a usage error should not take seconds.
     check_scoring_options(device, request.precision, request.batch_size)
+    if request.decode_workers is not None and request.decode_workers < 1:
+        raise UsageError("--decode-workers must be at least 1.")
+    if request.video_batch is not None and request.video_batch < 1:
+        raise UsageError("--video-batch must be at least 1.")
     weights_path = resolve_weights_path(request.weights)
     backend = resolve_backend(request.backend, weights_path, device, request.precision)
     if backend != "torch" and request.report_dir is not None:
@@ -361,8 +324,13 @@ def run_scan(request: ScanRequest) -> int:
     options = request.options
     if request.report_dir is not None and not options.details:
         options = replace(options, details=True)
-    # The decoding worker starts now, so its start-up overlaps loading the models.
-    with sink, FrameReader(timeout_s=request.options.timeout_s) as reader:
+    # The decoding workers start now, so their start-up overlaps loading the models.
+    with (
+        sink,
+        open_frame_reader(
+            device.type, timeout_s=request.options.timeout_s, workers=request.decode_workers
+        ) as reader,
+    ):
         scorer = open_scorer(
             weights_path,
             backend=backend,
@@ -371,7 +339,13 @@ def run_scan(request: ScanRequest) -> int:
             batch_size=request.batch_size,
             compile=request.compile,
         )
-        scanner = VideoScanner(scorer, FaceDetector(device=device), options)
+        scanner = VideoScanner(
+            scorer,
+            FaceDetector(device=device),
+            options,
+            video_batch=request.video_batch or default_video_batch(device.type),
+            decode_workers=reader.workers,
+        )
         results = []
         progress_console = Console(stderr=True)
         show_progress = not request.quiet and progress_console.is_terminal

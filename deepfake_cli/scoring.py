@@ -7,6 +7,11 @@ on CPUs with fast bf16 (AMX or AVX512-BF16), bf16 weights only if they keep verd
 batch is scored in both precisions and bf16 is kept only when every |delta fake_probability| <=
 0.01; otherwise fp32. On the CPU, bf16 means weights converted to bf16 once (no per-op casts).
 
+On CUDA the batches are pipelined: each batch's crops are copied and normalised on a side
+stream while the previous batch runs on the compute stream, and scores stay on the GPU until
+the last batch is queued (one device-to-host copy per call, not one wait per batch). Elsewhere
+the same loop runs eagerly.
+
 The onnxruntime backend (`OnnxFaceScorer`) scores with an exported `.onnx` file in fp32.
 """
 
@@ -82,6 +87,8 @@ class FaceScorer:
         self._forms: dict[torch.dtype, torch.nn.Module] = {}
         # Resolved on the first batch for `auto` on CPUs with fast bf16.
         self.dtype: torch.dtype | None = self._initial_dtype()
+        # CUDA only: where the next batch is copied and normalised (see `_device_batch`).
+        self._copy_stream: torch.cuda.Stream | None = None
 
     def _initial_dtype(self) -> torch.dtype | None:
         if self.precision == "fp32":
@@ -112,14 +119,38 @@ class FaceScorer:
         return self._forms[weights_dtype]
 
     def _run(self, batch: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """(B, 3, S, S) -> (B,) float32 fake probabilities, left on the device."""
         model = self._inference_model(dtype)
         weights_dtype = self._weights_dtype(dtype)
         if weights_dtype != torch.float32:
-            return fake_probabilities(model(batch.to(weights_dtype))).float().cpu()
+            return fake_probabilities(model(batch.to(weights_dtype))).float()
         if dtype == torch.float32:
-            return fake_probabilities(model(batch)).float().cpu()
+            return fake_probabilities(model(batch)).float()
         with torch.autocast(device_type=self.device.type, dtype=dtype):
-            return fake_probabilities(model(batch)).float().cpu()
+            return fake_probabilities(model(batch)).float()
+
+    def _device_batch(self, batch_crops: np.ndarray) -> torch.Tensor:
+        """(B, S, S, 3) uint8 crops -> (B, 3, S, S) normalised, channels_last, on the device.
+
+        On CUDA the copy and the normalisation run on a side stream: the copy waits only for
+        that stream (the previous batch's normalisation), not for the model still running on
+        the compute stream, so the host prepares batch k + 1 while the GPU runs batch k. The
+        compute stream then waits for the side stream, and the batch is recorded on it so that
+        its memory is not reused before the model has read it.
+        """
+        if self.device.type != "cuda":
+            # uint8 crops go to the device before conversion: a quarter of float32's bytes.
+            batch = normalize_crops(batch_crops, self.mean, self.std, device=self.device)
+            return batch.contiguous(memory_format=torch.channels_last)
+        if self._copy_stream is None:
+            self._copy_stream = torch.cuda.Stream(self.device)
+        compute_stream = torch.cuda.current_stream(self.device)
+        with torch.cuda.stream(self._copy_stream):
+            batch = normalize_crops(batch_crops, self.mean, self.std, device=self.device)
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        compute_stream.wait_stream(self._copy_stream)
+        batch.record_stream(compute_stream)
+        return batch
 
     @torch.inference_mode()
     def score(self, crops: np.ndarray) -> np.ndarray:
@@ -133,9 +164,7 @@ class FaceScorer:
                 # One shape for the compiled graph: pad with copies, drop their scores.
                 padding = np.repeat(batch_crops[-1:], self.batch_size - num_real, axis=0)
                 batch_crops = np.concatenate([batch_crops, padding])
-            # uint8 crops go to the device before conversion: a quarter of float32's bytes.
-            batch = normalize_crops(batch_crops, self.mean, self.std, device=self.device)
-            batch = batch.contiguous(memory_format=torch.channels_last)  # (B, 3, S, S)
+            batch = self._device_batch(batch_crops)  # (B, 3, S, S)
             if self.dtype is None:
                 reference = self._run(batch, torch.float32)
                 reduced = self._run(batch, torch.bfloat16)
@@ -148,7 +177,8 @@ class FaceScorer:
                 results.append(reference[:num_real])
                 continue
             results.append(self._run(batch, self.dtype)[:num_real])
-        return torch.cat(results).numpy()
+        # The one wait for the device: every batch is queued by now.
+        return torch.cat(results).cpu().numpy()
 
     @property
     def precision_name(self) -> str:

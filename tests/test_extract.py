@@ -23,10 +23,11 @@ from deepfake_cli.commands.extract import extract_faces_command
 from deepfake_cli.crops import crop_face, landmarks_in_crop
 from deepfake_cli.errors import VideoError
 from deepfake_cli.extract import crop_folder_for, done_record_path, extract_faces
-from deepfake_cli.faces import FaceDetector, link_tracks
+from deepfake_cli.faces import FaceDetector
 from deepfake_cli.frame_reader import FrameReader
 from deepfake_cli.manifest import MANIFEST_COLUMNS, MANIFEST_NAME, SUMMARY_NAME, iter_manifest
 from deepfake_cli.stills import read_still, read_video_or_still
+from deepfake_cli.tracks import link_tracks
 from deepfake_cli.video import read_frames
 
 CARPHONE = Path(__file__).parent / "data" / "carphone_pristine.mp4"
@@ -262,7 +263,7 @@ def test_crops_are_the_crops_scan_cuts(ffpp_clean, ffpp_root):
             cv2.imread(str(ffpp_clean / row["crop_path"])), cv2.COLOR_BGR2RGB
         )
         np.testing.assert_array_equal(written_crop, expected_crop)
-        assert row["box"] == " ".join(f"{value:.1f}" for value in detection.box_xyxy)
+        assert row["box"] == " ".join(f"{value:.3f}" for value in detection.box_xyxy)
         assert float(row["time_s"]) == pytest.approx(sampled.times_s[position], abs=1e-3)
 
 
@@ -575,6 +576,9 @@ def test_cli_reports_a_wrong_layout_in_one_sentence(tmp_path, carphone_bgr):
         (["--shard", "3/2"], "--shard"),
         (["--workers", "0"], "--workers must be at least 1"),
         (["--group-by", "person"], "unknown --group-by 'person'"),
+        (["--frames", "paper", "--every", "2"], "--frames paper sets the frame step itself"),
+        (["--frames", "many"], "--frames must be a number or paper, got 'many'"),
+        (["--weights", "nowhere.safetensors"], "does not exist"),
     ],
 )
 def test_cli_rejects_bad_options(tmp_path, carphone_bgr, arguments, message):

@@ -9,14 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from deepfake_cli.faces import (
-    Detection,
-    FaceDetector,
-    Track,
-    box_iou,
-    link_tracks,
-    visible_side_px,
-)
+from deepfake_cli import mtcnn_inputs
+from deepfake_cli.faces import Detection, FaceDetector
+from deepfake_cli.mtcnn_inputs import pyramid_levels
+from deepfake_cli.tracks import Track, box_iou, link_tracks, visible_side_px
 
 DATA_DIR = Path(__file__).parent / "data"
 
@@ -191,8 +187,76 @@ def test_detection_size_and_minimum_face_size(detector):
     assert detector.min_face_size_for(576, 1024) == 40
     assert detector.min_face_size_for(144, 176) == 28
     assert detector.min_face_size_for(64, 64) == 20
+    # In the frame's own pixels: the minimum grows with frames larger than max_side.
+    assert detector.smallest_face_px(144, 176) == 28
+    assert detector.smallest_face_px(720, 1280) == pytest.approx(50.0)
+    assert detector.smallest_face_px(1080, 1920) == pytest.approx(75.0)
     with pytest.raises(ValueError):
         FaceDetector(min_face_size=8)
+
+
+def test_the_pyramid_starts_where_the_smallest_face_fills_the_window_and_ends_at_it():
+    levels = pyramid_levels(720, 1280, smallest_face_px=50.0)
+
+    first_scale, first_height, first_width = levels[0]
+    assert first_scale == pytest.approx(12 / 50)
+    assert (first_height, first_width) == (173, 308)  # int(side * scale + 1), as facenet-pytorch
+    scales = [scale for scale, _, _ in levels]
+    assert scales == pytest.approx([first_scale * 0.709**step for step in range(len(levels))])
+    # The last level's shorter side still holds the 12 px window; one more would not.
+    assert 720 * scales[-1] >= 12 > 720 * scales[-1] * 0.709
+    assert pyramid_levels(20, 300, smallest_face_px=28.0) == []
+
+
+def test_small_frames_are_resampled_exactly_as_facenet_pytorch(carphone_frames):
+    """Frames up to CIF keep facenet-pytorch's arithmetic: its own MTCNN.detect, same boxes."""
+    from facenet_pytorch import MTCNN
+
+    frames = carphone_frames[::20]  # (6, 144, 176, 3), QCIF
+    assert frames.shape[1] * frames.shape[2] <= mtcnn_inputs.EXACT_RESAMPLING_MAX_PIXELS
+    detector = FaceDetector()
+    reference = MTCNN(min_face_size=detector.min_face_size_for(144, 176), keep_all=True)
+
+    detections_per_frame = detector.detect(frames)
+    boxes_per_frame, probs_per_frame, points_per_frame = reference.detect(frames, landmarks=True)
+
+    for detections, boxes, probs, points in zip(
+        detections_per_frame, boxes_per_frame, probs_per_frame, points_per_frame, strict=True
+    ):
+        kept = [index for index, prob in enumerate(probs) if prob is not None and prob >= 0.9]
+        assert len(detections) == len(kept) == 1
+        (detection,) = detections
+        np.testing.assert_allclose(detection.box_xyxy, boxes[kept[0]].astype(float), atol=1e-3)
+        np.testing.assert_allclose(detection.landmarks, points[kept[0]].astype(float), atol=1e-3)
+        assert detection.det_prob == pytest.approx(float(probs[kept[0]]), abs=1e-5)
+
+
+def test_large_frames_resampled_from_halvings_find_the_faces_the_exact_resampling_finds(
+    carphone_frames, monkeypatch
+):
+    # The talking head at 720p, as the scan benchmark makes it, once whole and once cut by the
+    # left edge of the frame.
+    frames = []
+    for shift in (200, -300):
+        canvas = np.zeros((720, 1280, 3), dtype=np.uint8)
+        head = cv2.resize(carphone_frames[30], (880, 720), interpolation=cv2.INTER_CUBIC)
+        left = max(shift, 0)
+        canvas[:, left : left + 880 + min(shift, 0)] = head[:, -min(shift, 0) :]
+        frames.append(canvas)
+    detector = FaceDetector()
+
+    from_halvings = detector.detect(frames)
+    monkeypatch.setattr(mtcnn_inputs, "EXACT_RESAMPLING_MAX_PIXELS", 1280 * 720)
+    exact = detector.detect(frames)
+
+    assert [len(detections) for detections in from_halvings] == [1, 1]
+    assert [len(detections) for detections in exact] == [1, 1]
+    for (halved,), (reference,) in zip(from_halvings, exact, strict=True):
+        _assert_plausible_face(halved, frames[0].shape)
+        # About MTCNN's own jitter: +-1 grey level of noise moves its boxes as much.
+        assert box_iou(halved.box_xyxy, reference.box_xyxy) > 0.85
+        landmark_shift = np.abs(np.subtract(halved.landmarks, reference.landmarks)).max()
+        assert landmark_shift < 0.08 * reference.width
 
 
 # ----- link_tracks with hand-made detections -----

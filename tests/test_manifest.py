@@ -46,6 +46,7 @@ FULL_ROW = {
     "boxes_from": "original",
     "crop_size": 64,
     "margin_ratio": "1.3",
+    "align": "0",
 }
 
 
@@ -68,6 +69,7 @@ def test_the_columns_names_and_values_of_a_faces_folder():
         "boxes_from",
         "crop_size",
         "margin_ratio",
+        "align",
     )
     assert REQUIRED_COLUMNS == ("crop_path", "video_id", "label", "method", "split", "frame_index")
     assert set(REQUIRED_COLUMNS) <= set(MANIFEST_COLUMNS)
@@ -95,7 +97,7 @@ def test_a_written_manifest_reads_back(tmp_path):
     # "\n" line ends, a header of the columns in order, missing values written empty.
     assert "\r" not in text and lines[-1] == ""
     assert lines[0] == ",".join(MANIFEST_COLUMNS)
-    assert lines[2] == "crops/real/0_0.png,,real,0,,,val,,0,,,,,,,,"
+    assert lines[2] == "crops/real/0_0.png,,real,0,,,val,,0,,,,,,,,,"
     rows = list(iter_manifest(path))
     assert rows[0] == {column: str(value) for column, value in FULL_ROW.items()}
 
@@ -111,11 +113,16 @@ def test_a_written_manifest_reads_back(tmp_path):
         compression="c23",
         landmarks=(20.0, 22.5, 40.0, 22.0, 30.0, 32.0, 22.0, 42.0, 38.0, 42.0),
         margin_ratio=1.3,
+        person=0,
+        align=False,
+        box=(60.4, 36.7, 108.4, 94.4),
     )
-    # Unknown values: a method named after the label, no landmarks, no margin.
-    assert (real.label, real.method, real.landmarks, real.margin_ratio) == (
+    # Unknown values: a method named after the label, no landmarks, margin, alignment or box.
+    assert (real.label, real.method, real.landmarks, real.margin_ratio, real.align, real.box) == (
         REAL,
         "real",
+        None,
+        None,
         None,
         None,
     )
@@ -172,3 +179,18 @@ def test_the_reader_rejects_a_folder_that_is_not_a_faces_folder(tmp_path):
     _manifest_with(tmp_path, ",".join(MANIFEST_COLUMNS) + "\n" + ",".join(["x"] * 17) + "\n")
     with pytest.raises(LayoutError):
         read_manifest(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("yes,", "line 2: align must be 1 or 0"),
+        ("0,1 2 3", "line 2: box must be 4 numbers"),
+        ("0,a b c d", "line 2: person and box must be numbers"),
+    ],
+)
+def test_the_reader_checks_the_geometry_columns(tmp_path, extra, message):
+    header = ",".join((*REQUIRED_COLUMNS, "align", "box")) + "\n"
+    with pytest.raises(LayoutError) as raised:
+        read_manifest(_manifest_with(tmp_path, header + "crops/a.png,a,0,real,train,0," + extra))
+    assert message in raised.value.message

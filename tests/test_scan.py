@@ -606,6 +606,32 @@ def test_cli_folder_of_good_and_bad_files_reports_each_and_exits_2(
             assert line["verdict"] is None and line["fake_probability"] is None
 
 
+def test_cli_decode_workers_and_video_batch_change_only_the_speed(
+    mixed_folder: Path, tiny_weights: Path
+) -> None:
+    common = [str(mixed_folder), "--weights", str(tiny_weights), "--frames", str(SAMPLED)]
+    common += ["--format", "jsonl", "--details", "--device", "cpu"]
+    default = invoke(common)
+    parallel = invoke([*common, "--decode-workers", "2", "--video-batch", "3"])
+    assert default.exit_code == parallel.exit_code == 2, parallel.output
+    assert_no_traceback(parallel)
+    # Frame by frame the scores are compared in tests/test_cross_video.py.
+    fields = ("path", "status", "error", "verdict", "decode", "frames_used")
+
+    def summary(stdout: str) -> list[tuple]:
+        records = [json.loads(line) for line in stdout.splitlines()]
+        return [
+            (*(record[field] for field in fields), record["fake_probability"]) for record in records
+        ]
+
+    default_records, parallel_records = summary(default.stdout), summary(parallel.stdout)
+    assert [record[:-1] for record in parallel_records] == [
+        record[:-1] for record in default_records
+    ]
+    for record, default_record in zip(parallel_records, default_records, strict=True):
+        assert record[-1] == pytest.approx(default_record[-1], abs=2e-6)
+
+
 def test_cli_every_format_says_why_a_file_failed(media, tiny_weights: Path, tmp_path: Path) -> None:
     inputs = [str(media["clip.mp4"]), str(media["empty.mp4"]), str(tmp_path / "gone.mp4")]
     common = ["--weights", str(tiny_weights), "--frames", "2", "--device", "cpu"]
@@ -721,6 +747,8 @@ def test_cli_shards_split_a_folder_between_runs(
         (["--precision", "fp16"], "--precision fp16 needs a GPU"),
         (["--precision", "fp8"], "Unknown precision"),
         (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--decode-workers", "0"], "--decode-workers must be at least 1"),
+        (["--video-batch", "0"], "--video-batch must be at least 1"),
         (["--frames", "0"], "--frames must be at least 1"),
         (["--max-faces", "0"], "--max-faces must be at least 1"),
         (["--min-face", "-5"], "--min-face must be a number of pixels"),

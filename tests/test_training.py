@@ -429,6 +429,53 @@ def test_weights_record_the_margin_of_the_crop_the_model_saw(tmp_path):
     assert model_preprocessing(wider, data).margin_ratio == pytest.approx(1.6 * 32 / 38, abs=1e-4)
 
 
+def _train_b0_stage1(tmp_path, out: str, *extra: str):
+    """`mattn train --stage 1` of a B0 at 64 px for one epoch, as a user runs it."""
+    import typer
+
+    from deepfake_cli.commands.training import train_command
+
+    app = typer.Typer()
+    app.command("train")(train_command)
+    app.command("noop")(lambda: None)
+    data = tmp_path / "faces"
+    if not data.exists():
+        make_faces(data, real_videos(2, "train") + real_videos(1, "val"), frames=1, size=72)
+    arguments = ["train", "--data", str(data), "--out", str(tmp_path / out), "--stage", "1"]
+    arguments += ["--backbone", "efficientnet-b0", "--input-size", "64", "--epochs", "1"]
+    arguments += ["--batch-size", "2", "--synthetic-fakes", "self-blend", "--device", "cpu"]
+    arguments += ["--workers", "0", *extra]
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_a_run_from_scratch_says_so_once_and_imagenet_weights_set_the_normalisation(
+    tmp_path, monkeypatch, one_thread
+):
+    """No weights: one line saying so, suggesting the preset at the paper's lr. Standard
+    ImageNet weights: loaded, and the weights record the ImageNet normalisation they need."""
+    from deepfake_cli.model.backbone import TappedEfficientNet
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # an empty cache
+    output = _train_b0_stage1(tmp_path, "scratch")
+    notices = [line for line in output.splitlines() if "training from scratch" in line]
+    assert len(notices) == 1 and "try --preset from-scratch" in notices[0], output
+
+    imagenet = TappedEfficientNet.build("efficientnet-b0", input_size=64, num_classes=1000)
+    torch.save(imagenet.state_dict(), tmp_path / "efficientnet-b0-355c32eb.pth")
+    weights = str(tmp_path / "efficientnet-b0-355c32eb.pth")
+    output = _train_b0_stage1(tmp_path, "imagenet", "--backbone-weights", weights)
+    assert "backbone initialised from standard ImageNet weights" in output
+    assert "training from scratch" not in output
+    info = read_weights_info(tmp_path / "imagenet" / "last.safetensors")
+    assert info.preprocessing.mean == (0.485, 0.456, 0.406)
+    assert info.preprocessing.std == (0.229, 0.224, 0.225)
+    assert info.config.backbone_dropout == 0.2 and info.config.legacy_padding
+    saved = read_toml(tmp_path / "imagenet" / "config.toml")
+    assert saved["backbone_normalization"] == "imagenet" and saved["padding"] == "authors"
+
+
 # --- resume is bit-identical ----------------------------------------------------------------------
 
 

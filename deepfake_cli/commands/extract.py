@@ -19,6 +19,8 @@ EXTRACT_EPILOG = epilog(
         "mattn extract-faces my-videos/ -o faces/ --format jpg",
         "# One slice per array job, all writing one faces folder:",
         "mattn extract-faces /data/dfdc -o faces/ --shard 2/16",
+        "# The authors' frames (0..499), cut as the weights b4.safetensors expect:",
+        "mattn extract-faces ffpp/ -o faces/ --frames paper --weights b4.safetensors",
     ],
     notes=[
         "The output folder holds crops/, manifest.csv (one row per crop: video, label, method, "
@@ -59,8 +61,12 @@ def extract_faces_command(
         ),
     ] = None,
     frames: Annotated[
-        int, typer.Option(help="Frames sampled evenly over each video (with --every: at most).")
-    ] = 32,
+        str,
+        typer.Option(
+            help="Frames sampled evenly over each video (with --every: at most), or paper: "
+            "every frame of the first 500, what the authors' recipe trains and evaluates on."
+        ),
+    ] = "32",
     every: Annotated[
         int | None, typer.Option(help="Take every k-th frame from the start instead.")
     ] = None,
@@ -72,9 +78,21 @@ def extract_faces_command(
         ),
     ] = None,
     margin_ratio: Annotated[
-        float,
-        typer.Option("--margin", help="Crop square side over the face box's longer side."),
-    ] = DEFAULT_MARGIN_RATIO,
+        float | None,
+        typer.Option(
+            "--margin",
+            help=f"Crop square side over the face box's longer side (default "
+            f"{DEFAULT_MARGIN_RATIO:g}; with --weights, set by the weights).",
+            show_default=False,
+        ),
+    ] = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            help="Cut the crops these weights expect (.safetensors or the authors' .pth): their "
+            "centre input-size pixels are what scan feeds that model.",
+        ),
+    ] = None,
     align: Annotated[
         bool,
         typer.Option("--align", help="Rotate crops so the eyes are level (match your weights)."),
@@ -139,6 +157,7 @@ def extract_faces_command(
         crop_size=crop_size,
         margin_ratio=margin_ratio,
         align=align,
+        weights=weights,
         image_format=image_format,
         jpeg_quality=jpeg_quality,
         workers=workers,

@@ -24,6 +24,8 @@ SCAN_EPILOG = epilog(
         "mattn scan clip.mp4 --report report/",
         "# An exported model on onnxruntime (mattn weights export):",
         "mattn scan clip.mp4 --weights mat.onnx",
+        "# On a GPU: 12 decoding processes, faces of 16 videos per batch:",
+        "mattn scan videos/ --device cuda --decode-workers 12 --video-batch 16",
     ],
     notes=[
         "Exit codes: 0 = every file scanned and none judged FAKE; 1 = at least one judged FAKE; "
@@ -89,6 +91,22 @@ def scan_command(
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
     batch_size: Annotated[
         int | None, typer.Option(help="Faces per detector batch (default: tuned per device).")
+    ] = None,
+    decode_workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Processes decoding videos at once (default: 1 on the CPU; on a GPU one per "
+            "core but one, at most 16).",
+            show_default=False,
+        ),
+    ] = None,
+    video_batch: Annotated[
+        int | None,
+        typer.Option(
+            help="Videos whose faces are found and scored together, for larger batches "
+            "(default: 1 on the CPU, 8 on a CUDA GPU).",
+            show_default=False,
+        ),
     ] = None,
     backend: Annotated[
         str,
@@ -159,6 +177,8 @@ def scan_command(
         device=device,
         precision=precision,
         batch_size=batch_size,
+        decode_workers=decode_workers,
+        video_batch=video_batch,
         backend=backend,
         compile=compile_model,
         output_format=output_format,

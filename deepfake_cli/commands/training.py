@@ -21,15 +21,20 @@ TRAIN_EPILOG = epilog(
         "mattn train --data faces/ --out runs/b4",
         "mattn train --data faces/ --out runs/b4 --config b4.toml --lr 5e-5",
         "mattn train --data faces/ --out runs/b4 --resume",
+        "# The authors' start: efficientnet-pytorch's AdvProp ImageNet weights:",
+        "mattn train --data faces --out b4 --backbone-weights adv-efficientnet-b4.pth",
+        "# No ImageNet weights: the settings a network from scratch needs to learn:",
+        "mattn train --data faces/ --out runs/scratch --preset from-scratch",
         "# Only real videos: self-blended fakes made on the fly:",
         "mattn train --data faces/ --out runs/sbi --synthetic-fakes self-blend",
         "# Several GPUs, one process each:",
         "torchrun --nproc_per_node=4 -m deepfake_cli train --data faces --out runs/b4",
     ],
     notes=[
-        "Settings: defaults = the authors' recipe; a --config TOML file overrides them; options "
-        "override the file. --epochs, --batch-size and --lr apply to every stage this command "
-        "trains (set the stages apart with [stage1] / [stage2] tables in the TOML file).",
+        "Settings: defaults = the authors' recipe; --preset replaces some defaults; a --config "
+        "TOML file overrides both; options override the file. --epochs, --batch-size and --lr "
+        "apply to every stage this command trains (set the stages apart with [stage1] / "
+        "[stage2] tables in the TOML file).",
         "RUN_DIR gets last.safetensors, best.safetensors (by validation video AUC), state/, "
         "log.csv, log.jsonl, tensorboard/ and config.toml.",
     ],
@@ -39,10 +44,14 @@ EVALUATE_EPILOG = epilog(
         "mattn evaluate --data faces/ --weights runs/b4/best.safetensors",
         "mattn evaluate --data faces/ --weights b4.safetensors --format json",
         "mattn evaluate --data faces/ --weights b4.safetensors --roc roc.png",
+        "# The authors' protocol: 20 frames at stride 5 of each video's first 100:",
+        "mattn evaluate --data faces/ --weights b4.pth --protocol authors --per-video",
     ],
     notes=[
         "Video scores aggregate the frame scores of each video (--aggregate); methods are the "
-        "manipulation methods of the manifest (Deepfakes, Face2Face, ...)."
+        "manipulation methods of the manifest (Deepfakes, Face2Face, ...).",
+        "Stored crops are re-cut to the weights' crop geometry (margin, alignment, size); a faces "
+        "folder whose crops are narrower than the weights need is refused (exit code 2).",
     ],
 )
 
@@ -82,7 +91,21 @@ def train_command(
     ] = None,
     backbone_weights: Annotated[
         Path | None,
-        typer.Option(help="efficientnet-pytorch ImageNet .pth (never downloaded)."),
+        typer.Option(help="efficientnet-pytorch ImageNet or AdvProp .pth (never downloaded)."),
+    ] = None,
+    backbone_normalization: Annotated[
+        str | None,
+        typer.Option(
+            help="imagenet or advprop: what --backbone-weights were trained on "
+            "(default: advprop for adv-* file names)."
+        ),
+    ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="from-scratch: lr 1e-3 / 3e-4 and BN momentum 0.1, for a backbone without "
+            "ImageNet weights (a file or option value still wins)."
+        ),
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs per stage (paper: 20 and 30).")] = None,
     batch_size: Annotated[
@@ -149,6 +172,8 @@ def train_command(
         "backbone": backbone,
         "input_size": input_size,
         "backbone_weights": backbone_weights,
+        "backbone_normalization": backbone_normalization,
+        "preset": preset,
         "epochs": epochs,
         "batch_size": batch_size,
         "lr": lr,
@@ -183,6 +208,17 @@ def evaluate_command(
         typer.Option(envvar=WEIGHTS_ENV, help="mattn .safetensors weights (or the authors' .pth)."),
     ],
     split: Annotated[str, typer.Option(help="Split to evaluate: train, val or test.")] = "test",
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="all = every crop; authors = 20 frames at stride 5 of each video's first 100 "
+            "face frames (fewer: the video scores 0.5)."
+        ),
+    ] = "all",
+    per_video: Annotated[
+        bool,
+        typer.Option("--per-video", help="Also print every video's score (always in the JSON)."),
+    ] = False,
     aggregate: Annotated[
         str, typer.Option(help="Frame-to-video aggregation: mean (paper), median, topk, ...")
     ] = "mean",
@@ -207,6 +243,7 @@ def evaluate_command(
         data,
         weights,
         split=split,
+        protocol=protocol,
         aggregate=aggregate,
         batch_size=batch_size,
         device=device,
@@ -219,14 +256,35 @@ def evaluate_command(
     if output_format == "json":
         print(text)
     else:
-        print_report(report, Console())
+        console = Console()
+        if per_video:
+            print_per_video(report, console)
+        print_report(report, console)
+
+
+def print_per_video(report: dict, console: Console) -> None:
+    """One row per video: label, method, frames scored, score (short videos marked)."""
+    table = Table(title=f"videos of {report['split']} ({report['protocol']} protocol)")
+    for name in ("video", "label", "method", "frames", "fake p", ""):
+        table.add_column(name, justify="right" if name in ("frames", "fake p") else "left")
+    for video in report["per_video"]:
+        table.add_row(
+            video["video_id"],
+            "fake" if video["label"] else "real",
+            video["method"],
+            str(video["frames"]),
+            _number(video["fake_probability"]),
+            "short: 0.5 unseen" if video["short"] else "",
+        )
+    console.print(table)
 
 
 def print_report(report: dict, console: Console) -> None:
     """The evaluation as a table: video and frame rows for all methods, then per method."""
+    short = f", {report['short_videos']} short" if report.get("short_videos") else ""
     table = Table(
-        title=f"{report['model']} on {report['split']} "
-        f"({report['videos']} videos, {report['frames']} frames; "
+        title=f"{report['model']} on {report['split']}, {report['protocol']} protocol "
+        f"({report['videos']} videos{short}, {report['frames']} frames; "
         f"video score = {report['aggregate']} of frames)"
     )
     table.add_column("methods")

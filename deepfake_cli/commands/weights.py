@@ -34,10 +34,14 @@ IMPORT_EPILOG = epilog(
     [
         "mattn weights import ff_c23_b4.pth weights/mat-b4-ffpp.safetensors",
         "mattn weights import ff_c23_b4.pth b4.safetensors --name 'MAT B4, FF++ c23'",
+        "mattn weights import ff_c23_b4.pth b4-m125.safetensors --margin 1.25",
     ],
     notes=[
         "The checkpoint is read with torch.load(weights_only=True), so no code in it runs; "
-        "the configuration is read off its tensor shapes."
+        "the configuration is read off its tensor shapes.",
+        "The crop geometry (margin 1.3 x the face box, upright) is an estimate of the authors' "
+        "RetinaFace crops (docs/model.md); --margin records another one, which scan, "
+        "extract-faces --weights and evaluate then use.",
     ],
 )
 INFO_EPILOG = epilog(
@@ -56,15 +60,27 @@ def import_command(
     input_size: Annotated[
         int | None, typer.Option(help="Input size the model was trained at (default: native).")
     ] = None,
+    margin_ratio: Annotated[
+        float | None,
+        typer.Option(
+            "--margin",
+            help="Crop square side over the face box's longer side the model is fed "
+            "(default: 1.3, the estimate of the authors' crops).",
+        ),
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Model name recorded in the file.")] = None,
 ) -> None:
     """Convert an authors'-format MAT checkpoint (read with weights_only=True) to mattn weights."""
     # Imported here so that `mattn --help` does not load torch.
     from deepfake_cli.model.authors import import_and_save
 
-    written = import_and_save(checkpoint, output, input_size=input_size, name=name)
+    written = import_and_save(
+        checkpoint, output, input_size=input_size, margin_ratio=margin_ratio, name=name
+    )
+    preprocessing = written.preprocessing
     print(
         f"wrote {written.path} ({written.config.backbone}, {written.num_parameters:,} parameters, "
+        f"crops {preprocessing.input_size} px at margin {preprocessing.margin_ratio:g}, "
         f"sha256 {written.sha256})"
     )
 

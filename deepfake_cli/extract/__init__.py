@@ -6,7 +6,7 @@ crops), so a model is trained on exactly the kind of crop it is later asked to j
     datasets.list_videos   labelled, split list of videos (one module per dataset layout)
     video.FrameReader      sampled frames, decoded in a killable worker process
     faces.FaceDetector     MTCNN boxes, probabilities and 5-point landmarks
-    faces.link_tracks      one track per person, as scan links them
+    tracks.link_tracks     one track per person, as scan links them
     crops.crop_tracks      the one crop loop scan, extract and train share
 
 Pairing (as the DFDC winner did): a fake made from a real video that is in the dataset is

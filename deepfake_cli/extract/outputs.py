@@ -19,7 +19,7 @@ from deepfake_cli.errors import MattnError
 from deepfake_cli.extract.plan import CropSettings
 from deepfake_cli.extract.records import read_record
 from deepfake_cli.files import write_atomically
-from deepfake_cli.manifest import MANIFEST_NAME, SPLITS, ManifestWriter
+from deepfake_cli.manifest import ALIGNED, MANIFEST_NAME, SPLITS, UPRIGHT, ManifestWriter
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,7 @@ def write_manifest(
                         "group": entry.group,
                         "crop_size": settings.crop_size,
                         "margin_ratio": f"{settings.margin_ratio:g}",
+                        "align": ALIGNED if settings.align else UPRIGHT,
                     }
                 )
             crops_per_video[entry.video_id] = len(crop_rows)

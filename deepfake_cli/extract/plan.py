@@ -27,6 +27,11 @@ CROP_SIZE_OVER_INPUT = 1.15
 IMAGE_FORMATS = ("png", "jpg")
 #: At most this many faces per frame are kept (largest first), as `mattn scan` does.
 MAX_FACES_PER_FRAME = 4
+#: `--frames NAME`: (frames, every) of a named recipe. "paper" is what the authors' recipe
+#: reads (MAT.md §6): training takes every 10th of the first 500 frames, shifted by one frame
+#: each epoch, so ten epochs use every one of frames 0..499; evaluation takes 20 at stride 5
+#: from the first 100 face frames, which are among them. So: every frame, at most 500.
+FRAME_PRESETS: dict[str, tuple[int, int]] = {"paper": (500, 1)}
 
 # Characters kept as they are in crop folder names; anything else becomes "_".
 _UNSAFE_PATH_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]")
@@ -60,10 +65,64 @@ class CropSettings:
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 
-def default_crop_size() -> int:
-    """The default model input (380) times CROP_SIZE_OVER_INPUT (437), up to a multiple of 8."""
-    # The input size is read from the weights' preprocessing defaults, not repeated here.
-    return 8 * math.ceil(CROP_SIZE_OVER_INPUT * Preprocessing().input_size / 8)
+def default_crop_size(input_size: int | None = None) -> int:
+    """The model input (default 380) times CROP_SIZE_OVER_INPUT (437), up to a multiple of 8."""
+    # The default input size is read from the weights' preprocessing defaults, not repeated.
+    size = Preprocessing().input_size if input_size is None else input_size
+    return 8 * math.ceil(CROP_SIZE_OVER_INPUT * size / 8)
+
+
+def resolve_frames(frames: int | str, every: int | None) -> tuple[int, int | None]:
+    """(frames, every) from `--frames` (a number, or a name of FRAME_PRESETS) and `--every`."""
+    if isinstance(frames, int):
+        return frames, every
+    text = frames.strip()
+    if text in FRAME_PRESETS:
+        if every is not None:
+            raise UsageError(f"--frames {text} sets the frame step itself; leave out --every.")
+        return FRAME_PRESETS[text]
+    try:
+        return int(text), every
+    except ValueError:
+        presets = ", ".join(FRAME_PRESETS)
+        raise UsageError(f"--frames must be a number or {presets}, got {frames!r}.") from None
+
+
+def weights_crop_geometry(
+    preprocessing: Preprocessing,
+    *,
+    crop_size: int | None,
+    margin_ratio: float | None,
+    align: bool,
+    weights_name: str,
+) -> CropGeometry:
+    """The stored crops for a model: their centre `input_size` pixels are its crops, unresized.
+
+    A crop of side S cut with margin m_w * S / I holds, in its centre I x I pixels, the crop
+    of margin m_w the model is fed, at the scale it is fed (up to where the two squares snap to
+    whole frame pixels, which `crops.recrop` accounts for), while the rest is the slack training
+    random-crops in, as the authors centre-cut their larger face images.
+    """
+    if margin_ratio is not None:
+        raise UsageError(
+            f"--margin and --weights both set the crop margin; leave out --margin (the weights "
+            f"{weights_name} ask for {preprocessing.margin_ratio:g})."
+        )
+    if align and not preprocessing.align:
+        raise UsageError(
+            f"--align asks for aligned crops, but the weights {weights_name} were trained on "
+            "upright ones; leave out --align."
+        )
+    input_size = preprocessing.input_size
+    side = default_crop_size(input_size) if crop_size is None else crop_size
+    if side < input_size:
+        raise UsageError(
+            f"--crop-size must be at least the weights' input size ({input_size}) with "
+            f"--weights, got {side}."
+        )
+    # Six significant digits, as manifest.csv writes it, so the file says exactly this margin.
+    stored_margin = float(f"{preprocessing.margin_ratio * side / input_size:.6g}")
+    return CropGeometry(side, stored_margin, preprocessing.align)
 
 
 def checked_settings(**values: Any) -> CropSettings:

@@ -17,9 +17,10 @@ from typing import Any
 
 from deepfake_cli.datasets import VideoEntry
 from deepfake_cli.errors import MattnError
-from deepfake_cli.faces import Detection, Track
+from deepfake_cli.faces import Detection
 from deepfake_cli.files import write_atomically
 from deepfake_cli.manifest import CROPS_FOLDER
+from deepfake_cli.tracks import Track
 from deepfake_cli.video import SampledFrames
 
 #: Where done-records go, inside the output folder (hidden: it is extract's own bookkeeping).

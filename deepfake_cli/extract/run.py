@@ -20,16 +20,20 @@ from deepfake_cli.extract.outputs import (
     write_summary,
 )
 from deepfake_cli.extract.plan import (
+    FRAME_PRESETS,
     check_run_options,
     checked_settings,
     default_crop_size,
     plan_videos,
+    resolve_frames,
+    weights_crop_geometry,
 )
 from deepfake_cli.extract.records import make_output_folders, read_record
 from deepfake_cli.extract.video_crops import Outcome
 from deepfake_cli.extract.workers import RunOptions, run_in_pool, run_in_process
 from deepfake_cli.manifest import MANIFEST_NAME, SUMMARY_NAME
-from deepfake_cli.model.config import DEFAULT_MARGIN_RATIO
+from deepfake_cli.model.config import DEFAULT_MARGIN_RATIO, CropGeometry
+from deepfake_cli.model.weights import read_preprocessing
 from deepfake_cli.progress import ScanProgress
 from deepfake_cli.shards import parse_shard
 
@@ -63,11 +67,12 @@ def extract_faces(
     layout: str = "auto",
     compression: str = "c23",
     splits_dir: Path | None = None,
-    frames: int = 32,
+    frames: int | str = 32,
     every: int | None = None,
     crop_size: int | None = None,
-    margin_ratio: float = DEFAULT_MARGIN_RATIO,
+    margin_ratio: float | None = None,
     align: bool = False,
+    weights: str | Path | None = None,
     image_format: str = "png",
     jpeg_quality: int = 95,
     workers: int = 1,
@@ -84,7 +89,11 @@ def extract_faces(
 ) -> ExtractSummary:
     """Extract face crops of every selected video of a dataset and write the manifest.
 
-    `crop_size` None means `default_crop_size()` (440). `shard` "K/N" (1-based) keeps the
+    `frames` is a number or a name of `FRAME_PRESETS` ("paper": every frame, at most 500).
+    `crop_size` None means `default_crop_size()` (440), `margin_ratio` None 1.3. With
+    `weights`, the crops are those weights' geometry (`weights_crop_geometry`): the centre
+    input-size pixels of every crop are what scan feeds that model, and `margin_ratio` must be
+    None. `shard` "K/N" (1-based) keeps the
     videos whose pairing key (the original's video_id for a paired fake, else its own) hashes
     to K of N, so an original and its fakes are always in the same shard; `limit` then keeps
     the first N videos in processing order. Still images in plain folders are one-frame
@@ -101,12 +110,29 @@ def extract_faces(
     """
     started = time.perf_counter()
     # --- options ---
+    frame_count, frame_step = resolve_frames(frames, every)
+    model_preprocessing = None
+    if weights is not None:
+        model_preprocessing = read_preprocessing(weights)
+        geometry = weights_crop_geometry(
+            model_preprocessing,
+            crop_size=crop_size,
+            margin_ratio=margin_ratio,
+            align=align,
+            weights_name=str(weights),
+        )
+    else:
+        geometry = CropGeometry(
+            default_crop_size() if crop_size is None else crop_size,
+            DEFAULT_MARGIN_RATIO if margin_ratio is None else margin_ratio,
+            align,
+        )
     settings = checked_settings(
-        frames=frames,
-        every=every,
-        crop_size=default_crop_size() if crop_size is None else crop_size,
-        margin_ratio=margin_ratio,
-        align=align,
+        frames=frame_count,
+        every=frame_step,
+        crop_size=geometry.size,
+        margin_ratio=geometry.margin_ratio,
+        align=geometry.align,
         image_format=image_format,
         jpeg_quality=jpeg_quality,
     )
@@ -190,6 +216,14 @@ def extract_faces(
         "test_fraction": test_fraction,
         "split_seed": seed,
         **asdict(settings),
+        "frames_preset": frames.strip()
+        if isinstance(frames, str) and frames.strip() in FRAME_PRESETS
+        else None,
+        # The weights whose crop geometry this run cut, and what they ask for.
+        "weights": None if weights is None else os.path.abspath(weights),
+        "model_preprocessing": None
+        if model_preprocessing is None
+        else model_preprocessing.to_dict(),
         "limit": limit,
         "shard": shard,
         "device": str(torch_device),

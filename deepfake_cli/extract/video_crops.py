@@ -20,11 +20,12 @@ from deepfake_cli.crops import crop_tracks, landmarks_in_crop
 from deepfake_cli.errors import MattnError
 from deepfake_cli.extract.plan import CropSettings
 from deepfake_cli.extract.records import OriginalFaces, write_record
-from deepfake_cli.faces import Detection, FaceDetector, Track, link_tracks
+from deepfake_cli.faces import Detection, FaceDetector
 from deepfake_cli.files import write_atomically
 from deepfake_cli.frame_reader import PendingFrames
 from deepfake_cli.manifest import BOXES_FROM_ORIGINAL, BOXES_FROM_SELF
 from deepfake_cli.stills import is_still_path
+from deepfake_cli.tracks import Track, link_tracks
 from deepfake_cli.video import SampledFrames
 
 # A crop file name as this module writes it: <person>_<frame index>.<format>.
@@ -139,7 +140,9 @@ def _write_crops(
                 "frame_index": str(frame_index),
                 "time_s": f"{sampled.times_s[position]:.3f}",
                 "person": str(person),
-                "box": _format_numbers(detection.box_xyxy),
+                # Three decimals: evaluate places the crop's pixel squares from it as crop_face
+                # did (`crops.recrop`), so it must round to the same whole pixels.
+                "box": _format_numbers(detection.box_xyxy, decimals=3),
                 "landmarks": _crop_landmarks_text(detection, settings),
                 "det_prob": f"{detection.det_prob:.4f}",
                 "boxes_from": boxes_from,
@@ -192,10 +195,10 @@ def _encode_image(crop_rgb: np.ndarray, settings: CropSettings) -> bytes:
     return encoded.tobytes()
 
 
-def _format_numbers(values: Sequence[float]) -> str:
-    """Space-separated, one decimal; -0.0 is written 0.0 so equal crops give equal text."""
+def _format_numbers(values: Sequence[float], decimals: int = 1) -> str:
+    """Space-separated, `decimals` decimals; -0 is written 0 so equal crops give equal text."""
     texts = []
     for value in values:
-        text = f"{value:.1f}"
-        texts.append("0.0" if text == "-0.0" else text)
+        text = f"{value:.{decimals}f}"
+        texts.append(text[1:] if text.startswith("-") and float(text) == 0 else text)
     return " ".join(texts)

@@ -18,18 +18,18 @@ format itself is `deepfake_cli.model.weights`.
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 
 import torch
 from efficientnet_pytorch.utils import get_model_params, round_filters, round_repeats
 
-from deepfake_cli.errors import WeightsError
-from deepfake_cli.model.config import NATIVE_INPUT_SIZE, MATConfig, Provenance
+from deepfake_cli.errors import UsageError, WeightsError
+from deepfake_cli.model.config import NATIVE_INPUT_SIZE, MATConfig, Preprocessing, Provenance
 from deepfake_cli.model.mat import MATDetector
 from deepfake_cli.model.weights import (
     WeightsFile,
-    default_preprocessing,
     file_sha256,
     finish_loading,
     load_state_checked,
@@ -39,6 +39,16 @@ from deepfake_cli.model.weights import (
 
 #: Prefixes of the authors' state-dict keys and mattn's names for the same modules.
 AUTHORS_PREFIXES = {"net.": "backbone.", "auxiliary_loss.": "regional_loss."}
+
+#: The crop the authors' model is estimated to have been fed: a square of 1.3 x the face box,
+#: upright. Their crop script is not in their repository; what it shows (docs/model.md, "The
+#: authors' crop geometry"): stored "larger_images" are centre-cut to the input size without a
+#: resize, a commented-out resize to input / 0.8 before that cut says the input is the centre
+#: 80 % of a larger image, and 0.8 of a "larger" crop of about 1.6 x the box is FF++'s 1.3.
+#: `mattn weights import --margin` overrides it.
+AUTHORS_MARGIN_RATIO = 1.3
+#: The detector the authors cut their crops with; mattn measures the margin on MTCNN's boxes.
+AUTHORS_DETECTOR = "retinaface"
 
 
 def read_pickled_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -167,13 +177,44 @@ def infer_authors_config(
     )
 
 
+def authors_preprocessing(config: MATConfig, margin_ratio: float | None = None) -> Preprocessing:
+    """The crops the authors' model is fed: its input size, (x/255 - 0.5)/0.5, and the crop
+    geometry estimated in AUTHORS_MARGIN_RATIO unless `margin_ratio` says otherwise."""
+    if margin_ratio is None:
+        margin_ratio = AUTHORS_MARGIN_RATIO
+    elif not (math.isfinite(margin_ratio) and margin_ratio >= 1.0):
+        raise UsageError(
+            f"--margin must be at least 1 (the crop's side over the face box's longer side), "
+            f"got {margin_ratio:g}."
+        )
+    return Preprocessing(
+        input_size=config.input_size,
+        margin_ratio=margin_ratio,
+        align=False,
+        detector=AUTHORS_DETECTOR,
+    )
+
+
+def read_authors_preprocessing(path: str | Path, input_size: int | None = None) -> Preprocessing:
+    """The preprocessing an import of this checkpoint records, from its tensor shapes alone."""
+    path = Path(path)
+    return authors_preprocessing(
+        infer_authors_config(read_pickled_state_dict(path), path, input_size)
+    )
+
+
 def import_authors_checkpoint(
-    path: str | Path, *, input_size: int | None = None, device: str | torch.device = "cpu"
+    path: str | Path,
+    *,
+    input_size: int | None = None,
+    margin_ratio: float | None = None,
+    device: str | torch.device = "cpu",
 ) -> MATDetector:
     """Build a mattn model from an authors'-format checkpoint (legacy padding on)."""
     path = Path(path)
     state = read_pickled_state_dict(path)
     config = infer_authors_config(state, path, input_size)
+    preprocessing = authors_preprocessing(config, margin_ratio)
     if config.variant == "backbone":
         state = {key: value for key, value in state.items() if key.startswith("net.")}
     model = MATDetector(config)
@@ -183,11 +224,11 @@ def import_authors_checkpoint(
         source="imported from the authors' checkpoint",
         trained_on="as released by the authors (FaceForensics++ c23 for their B4 model)",
         demo=False,
-        notes=f"imported from {path.name}; file sha256 {file_sha256(path)}",
+        notes=f"imported from {path.name}; file sha256 {file_sha256(path)}; crops: margin "
+        f"{preprocessing.margin_ratio:g} around MTCNN's box, upright"
+        + (" (the estimate of the authors' RetinaFace crops)" if margin_ratio is None else ""),
     )
-    return finish_loading(
-        model, default_preprocessing(config), provenance, file_sha256(path), device
-    )
+    return finish_loading(model, preprocessing, provenance, file_sha256(path), device)
 
 
 def import_and_save(
@@ -195,10 +236,14 @@ def import_and_save(
     output: str | Path,
     *,
     input_size: int | None = None,
+    margin_ratio: float | None = None,
     name: str | None = None,
 ) -> WeightsFile:
-    """`mattn weights import`: authors' checkpoint -> mattn weights file; returns its info."""
-    model = import_authors_checkpoint(checkpoint, input_size=input_size)
+    """`mattn weights import`: authors' checkpoint -> mattn weights file; returns its info.
+
+    `margin_ratio` None records AUTHORS_MARGIN_RATIO, the estimate of the authors' crops.
+    """
+    model = import_authors_checkpoint(checkpoint, input_size=input_size, margin_ratio=margin_ratio)
     provenance = model.provenance
     if name:
         provenance = Provenance(**{**provenance.to_dict(), "name": name})

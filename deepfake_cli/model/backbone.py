@@ -4,17 +4,31 @@ Taps (MAT.md §2): `b0` = stem output, `b1`..`b7` = output of each of the 7 bloc
 ("stages"), `final` = head conv + BN + swish, `logits` = the backbone's own classifier on the
 average-pooled `final`. The forward pass walks `_blocks` with a stage map computed from the
 package's own block arguments, so weights keep efficientnet-pytorch's module names.
+
+ImageNet initialisation: efficientnet-pytorch's released `.pth` state dicts, the standard ones
+(`efficientnet-bX-*.pth`, trained on ImageNet-normalised input) and the AdvProp ones
+(`adv-efficientnet-bX-*.pth`, trained on (x - 0.5) / 0.5; the authors start from these). They are
+never downloaded: a file is given, or found in torch hub's cache.
 """
 
 from __future__ import annotations
 
+import glob
 import math
+import re
+from pathlib import Path
 
 import torch
 from efficientnet_pytorch import EfficientNet
-from efficientnet_pytorch.utils import Conv2dStaticSamePadding, round_repeats
+from efficientnet_pytorch.utils import (
+    Conv2dStaticSamePadding,
+    get_model_params,
+    round_filters,
+    round_repeats,
+)
 from torch import nn
 
+from deepfake_cli.errors import UsageError, WeightsError
 from deepfake_cli.model.config import NATIVE_INPUT_SIZE
 
 
@@ -107,3 +121,94 @@ class TappedEfficientNet(EfficientNet):
     @property
     def final_channels(self) -> int:
         return self._conv_head.out_channels
+
+    def load_imagenet(self, state: dict[str, torch.Tensor]) -> int:
+        """Copy ImageNet weights (`read_imagenet_weights`) into every tensor but the classifier
+        (`_fc`: 1000 ImageNet classes, not real/fake) -> the number of tensors copied.
+
+        Raises:
+            WeightsError: a tensor of the backbone is missing from `state` or has another shape.
+        """
+        own = {key: value for key, value in self.state_dict().items() if not key.startswith("_fc.")}
+        misfit = next(
+            (k for k, v in own.items() if k not in state or state[k].shape != v.shape), None
+        )
+        if misfit is not None:
+            raise WeightsError(f"the ImageNet weights lack {misfit!r} (or it has another shape).")
+        self.load_state_dict({key: state[key] for key in own}, strict=False)
+        return len(own)
+
+
+# --- ImageNet weights -----------------------------------------------------------------------------
+
+
+def efficientnet_signature(name: str) -> tuple[int, int]:
+    """(channels of `_conv_head`, number of `_blocks`) of an EfficientNet variant: unique per
+    variant (B0 and B1 share the head width but not the depth)."""
+    blocks_args, global_params = get_model_params(name, None)
+    blocks = sum(round_repeats(args.num_repeat, global_params) for args in blocks_args)
+    return round_filters(1280, global_params), blocks
+
+
+def efficientnet_variant(state: dict[str, torch.Tensor]) -> str | None:
+    """Which efficientnet-pytorch variant a state dict holds, read off its tensors' shapes;
+    None when it is not an efficientnet-pytorch EfficientNet."""
+    head = state.get("_conv_head.weight")
+    if "_conv_stem.weight" not in state or head is None or head.dim() != 4:
+        return None
+    block_numbers = {int(m.group(1)) for key in state if (m := re.match(r"_blocks\.(\d+)\.", key))}
+    signature = (int(head.shape[0]), len(block_numbers))
+    return next((n for n in NATIVE_INPUT_SIZE if efficientnet_signature(n) == signature), None)
+
+
+def find_imagenet_weights(backbone: str) -> Path | None:
+    """efficientnet-pytorch's ImageNet file for `backbone` in torch hub's cache, if any; the
+    AdvProp file (the authors' choice) before the standard one."""
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    for pattern in (f"adv-{glob.escape(backbone)}-*.pth", f"{glob.escape(backbone)}-*.pth"):
+        matches = sorted(glob.glob(str(folder / pattern)))
+        if matches:
+            return Path(matches[0])
+    return None
+
+
+def read_imagenet_weights(path: str | Path, backbone: str) -> dict[str, torch.Tensor]:
+    """The state dict of an efficientnet-pytorch ImageNet (or AdvProp) `.pth` for `backbone`.
+
+    Read with `torch.load(weights_only=True)` (a pickle runs code otherwise) and recognised by
+    its content: efficientnet-pytorch's tensor names, and the variant from the shapes.
+
+    Raises:
+        UsageError: no such file, or it holds another variant than `backbone`.
+        WeightsError: it cannot be read safely, or it is not an efficientnet-pytorch state dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--backbone-weights {path} does not exist.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file is the same user error
+        if str(error).startswith("Weights only load failed"):
+            raise WeightsError(
+                f"{path} holds Python objects besides tensors; ImageNet weights are read only as "
+                "a plain state dict (torch.load with weights_only=True)."
+            ) from None
+        hint = " (mattn weights start a run with --init)" if path.suffix == ".safetensors" else ""
+        raise WeightsError(f"{path} is not a torch .pth file{hint}.") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"{path} holds no state dict of tensors.")
+    state = {key.removeprefix("module."): value for key, value in state.items()}
+    variant = efficientnet_variant(state)
+    if variant is None:
+        raise WeightsError(
+            f"{path} is not an efficientnet-pytorch EfficientNet state dict (no _conv_stem, "
+            "_blocks.N and _conv_head tensors of a known variant)."
+        )
+    if variant != backbone:
+        raise UsageError(
+            f"{path} holds {variant} weights, but the backbone is {backbone} (set --backbone "
+            f"{variant} or give {backbone} weights)."
+        )
+    return state

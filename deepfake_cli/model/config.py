@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 #: EfficientNet's native input sizes (Tan & Le, 2019); MAT uses the backbone's own size.
@@ -24,6 +25,38 @@ NATIVE_INPUT_SIZE = {
     "efficientnet-b6": 528,
     "efficientnet-b7": 600,
 }
+
+#: Dropout before EfficientNet's own classifier in the authors' EfficientNet copy: the
+#: efficientnet-pytorch values, except B4 and B5, which the authors set to 0 (from 0.4). Only the
+#: stage-1 classifier (variant "backbone") uses it; the full MAT never calls that classifier.
+AUTHORS_BACKBONE_DROPOUT = {
+    "efficientnet-b0": 0.2,
+    "efficientnet-b1": 0.2,
+    "efficientnet-b2": 0.3,
+    "efficientnet-b3": 0.3,
+    "efficientnet-b4": 0.0,
+    "efficientnet-b5": 0.0,
+    "efficientnet-b6": 0.5,
+    "efficientnet-b7": 0.5,
+}
+
+#: The authors' input normalisation, (x/255 - 0.5) / 0.5: (mean, std) per RGB channel on [0, 1].
+AUTHORS_NORMALIZATION = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+#: (mean, std) that each kind of efficientnet-pytorch ImageNet weights was trained with: the
+#: standard files ImageNet's statistics, the AdvProp files (the authors' choice) 0.5 / 0.5.
+BACKBONE_NORMALIZATIONS = {
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "advprop": AUTHORS_NORMALIZATION,
+}
+
+
+def imagenet_normalization_hint(path: str) -> str:
+    """The kind of ImageNet weights a file's name says: "advprop" for efficientnet-pytorch's
+    AdvProp names (`adv-efficientnet-...`), else "imagenet". Only a default: both kinds hold the
+    same tensor names, shapes and dtypes, so their content does not tell them apart
+    (`--backbone-normalization` does)."""
+    return "advprop" if Path(path).name.lower().startswith("adv-") else "imagenet"
+
 
 TAP_NAMES = ("b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7", "final", "logits")
 
@@ -48,11 +81,15 @@ class MATConfig:
     attention_dropout: float = 0.25
     # Training-time dropout on the globally pooled deep vector.
     final_dropout: float = 0.5
-    # Dropout of EfficientNet's own classifier (used by the stage-1 `logits` model).
+    # Dropout of EfficientNet's own classifier (used by the stage-1 `logits` model). This
+    # default is what files that do not record it were built with; `mattn train` sets the
+    # authors' value per backbone (AUTHORS_BACKBONE_DROPOUT).
     backbone_dropout: float = 0.4
-    # The authors' EfficientNet copy computes "same" padding once, from the backbone's native
-    # input size, and uses it at every stage; efficientnet-pytorch recomputes it per stage.
-    # Only weights trained with the former (the authors' checkpoint) need it.
+    # The authors' padding: their EfficientNet copy computes "same" padding once, from the
+    # backbone's native input size, and uses it at every stage; efficientnet-pytorch recomputes
+    # it per stage (False). The authors' checkpoint and networks trained by `mattn train`'s
+    # default (`padding = "authors"`) need it; the default stays False so that files which do
+    # not record it load as they were built.
     legacy_padding: bool = False
     # "mat" = the full detector; "backbone" = plain EfficientNet classifier (stage 1 of the
     # recipe), scored through the backbone's own `logits` tap.
@@ -125,6 +162,10 @@ class Preprocessing:
     # Whether crops are rotated so the eyes are level (5-point alignment).
     align: bool = False
     color: str = "RGB"
+    # The face detector whose boxes `margin_ratio` is measured on. mattn always detects with
+    # MTCNN; an imported model whose crops came from another detector (the authors' used
+    # RetinaFace) records it, so a user can see that its margin is an estimate for MTCNN boxes.
+    detector: str = "mtcnn"
 
     @property
     def crop_geometry(self) -> CropGeometry:

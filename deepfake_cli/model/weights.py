@@ -224,6 +224,25 @@ def load_state_checked(model: MATDetector, state: dict[str, torch.Tensor], sourc
     model.load_state_dict(state, strict=True)
 
 
+def read_preprocessing(path: str | Path) -> Preprocessing:
+    """The crops a weights file's model expects (mattn `.safetensors` or the authors' `.pth`).
+
+    Reads metadata only (for a `.pth`, the tensor shapes), never builds the model: what
+    `mattn extract-faces --weights` needs to cut that model's crops.
+    """
+    path = Path(path)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        from deepfake_cli.model.authors import read_authors_preprocessing
+
+        return read_authors_preprocessing(path)
+    if path.suffix.lower() == ".onnx":
+        raise WeightsError(
+            f"{path} is an ONNX model; pass the .safetensors file it was exported from to read "
+            "its crop geometry."
+        )
+    return read_weights_info(path).preprocessing
+
+
 def load_detector(path: str | Path, device: str | torch.device = "cpu") -> MATDetector:
     """Load a detector in eval mode from mattn weights or an authors' `.pth` checkpoint.
 

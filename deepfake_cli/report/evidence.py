@@ -238,7 +238,8 @@ def _cut_faces(
 ) -> list[FaceEvidence]:
     """Cut the planned faces from the decoded frames and fill in each person's strip."""
     from deepfake_cli.crops import crop_tracks, square_crop_box
-    from deepfake_cli.faces import Detection, Track
+    from deepfake_cli.faces import Detection
+    from deepfake_cli.tracks import Track
 
     position_of_frame = {index: position for position, index in enumerate(sampled.frame_indices)}
     tracks = [

@@ -1,10 +1,10 @@
 """What a training run does, as one frozen dataclass; defaults = the authors' recipe (MAT.md §6).
 
-Settings come from three places, in rising precedence: these defaults, a TOML file
-(`--config FILE.toml`; on `--resume`, the run's own saved `config.toml` comes first), and the
-command-line options. `resolve_config` is the one place where they are merged. The resolved
-config is written as `RUN_DIR/config.toml` and stored in every checkpoint, so a run can always
-be explained and repeated.
+Settings come from these layers, in rising precedence: these defaults, a named preset
+(`--preset`: more defaults), on `--resume` the run's own saved `config.toml`, a TOML file
+(`--config FILE.toml`), and the command-line options. `resolve_config` is the one place where
+they are merged. The resolved config is written as `RUN_DIR/config.toml` and stored in every
+checkpoint, so a run can always be explained and repeated.
 
 TOML layout: top-level keys are `TrainConfig` fields; the tables `[stage1]` and `[stage2]` are
 the two stages' `StageConfig`. Keys whose value is "unset" (None) are simply left out.
@@ -12,24 +12,39 @@ the two stages' `StageConfig`. Keys whose value is "unset" (None) are simply lef
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-try:  # Python 3.11+
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
 from deepfake_cli.errors import UsageError
-from deepfake_cli.model.config import NATIVE_INPUT_SIZE, MATConfig, Preprocessing
+from deepfake_cli.model.config import (
+    AUTHORS_BACKBONE_DROPOUT,
+    AUTHORS_NORMALIZATION,
+    BACKBONE_NORMALIZATIONS,
+    NATIVE_INPUT_SIZE,
+    MATConfig,
+    Preprocessing,
+    imagenet_normalization_hint,
+)
 from deepfake_cli.training.degradations import DEGRADATIONS
+from deepfake_cli.training.toml_text import merge_toml_layer, plain_toml_data, read_toml, to_toml
 
 RECIPES = ("paper", "single")
 SYNTHETIC_FAKES = ("none", "self-blend")
+#: "authors": "same" padding computed once for the native input size (MAT.md §7);
+#: "per-stage": efficientnet-pytorch's, recomputed from each stage's own size.
+PADDINGS = ("authors", "per-stage")
+TRAIN_CROPS = ("center", "random")
+#: Named sets of defaults (`--preset`). "from-scratch": what a backbone without ImageNet
+#: weights needs to learn in a short run: BatchNorm statistics that settle within a few hundred
+#: steps (momentum 0.1, not EfficientNet's 0.01), and learning rates above the paper's 1e-4
+#: (1e-3 for the stage-1 classifier, 3e-4 for the MAT), as the bundled demo model was trained.
+PRESETS: dict[str, dict[str, Any]] = {
+    "from-scratch": {"bn_momentum": 0.1, "stage1": {"lr": 1e-3}, "stage2": {"lr": 3e-4}},
+}
 STAGE_NAMES = {1: "stage 1 (backbone classifier)", 2: "stage 2 (MAT)"}
 
 
@@ -84,10 +99,17 @@ class TrainConfig:
     # A mattn weights file (or the authors' .pth) to initialise from: every tensor whose name
     # and shape match is copied. Overrides ImageNet and stage-1 initialisation.
     init: str | None = None
-    # efficientnet-pytorch ImageNet weights for a stage that starts from scratch; unset = look
-    # in torch hub's cache (~/.cache/torch/hub/checkpoints/efficientnet-bX-*.pth). Nothing is
-    # ever downloaded: without a file the backbone starts from random weights.
+    # efficientnet-pytorch ImageNet or AdvProp weights (a .pth state dict) for the backbone of
+    # the first stage unless `init` is set; unset = torch hub's cache (~/.cache/torch/hub/
+    # checkpoints/adv-efficientnet-bX-*.pth, the authors' AdvProp, else efficientnet-bX-*.pth).
+    # Nothing is ever downloaded: without a file the backbone starts from random weights.
     backbone_weights: str | None = None
+    # What input the backbone weights were trained on: "imagenet" (ImageNet mean/std) or
+    # "advprop" (0.5 / 0.5); unset = from the file name (adv-... = AdvProp), as the files'
+    # contents do not tell. Sets `mean`/`std` unless they are given.
+    backbone_normalization: str | None = None
+    # A named set of defaults (PRESETS), below any value given in a file or as an option.
+    preset: str | None = None
 
     # --- Model (MATConfig; defaults = the released B4 model) ------------------------------
     backbone: str = "efficientnet-b4"
@@ -96,11 +118,22 @@ class TrainConfig:
     num_attentions: int = MATConfig.num_attentions
     attention_tap: str = MATConfig.attention_tap
     texture_tap: str = MATConfig.texture_tap
+    # Dropout before the stage-1 classifier; unset = the authors' value for the backbone
+    # (0.2 for B0/B1, 0.3 B2/B3, 0.0 B4/B5, 0.5 B6/B7).
+    backbone_dropout: float | None = None
+    # "authors" (MAT.md §7), so that the network trained is the paper's: e.g. B4 at 380 px has
+    # 23x23 attention maps, 24x24 with "per-stage". The two are the same network whenever every
+    # stride-2 layer sees an even size, i.e. for inputs that are multiples of 32 px.
+    padding: str = "authors"
 
     # --- Data ------------------------------------------------------------------------------
-    # Frames per training video and epoch (50 for FF++, as the authors); all if fewer. The
-    # frames are spread over the video and shifted every epoch, so epochs see different frames.
+    # Frames per training video and epoch (50 for FF++, as the authors); all if fewer. A video
+    # stored frame by frame (every frame's crop in the manifest) gets the authors' frames:
+    # every `frame_stride`-th of its first frames_per_video x frame_stride (500), shifted by one
+    # frame each epoch; other videos (and all with frame_stride 0) get frames spread over the
+    # whole video, also shifted.
     frames_per_video: int = 50
+    frame_stride: int = 10
     # Frames per validation video (the authors evaluate 20 per video); 0 = all.
     val_frames_per_video: int = 20
     # "self-blend": every real training crop also yields a self-blended fake (Shiohara &
@@ -111,6 +144,9 @@ class TrainConfig:
     class_weighted: bool = False
     # Random horizontal flip (the authors' only augmentation).
     hflip: bool = True
+    # "center": training crops are centre-cropped to the input, as the authors'; "random": a
+    # random crop of the input size (more variety, e.g. for small data sets).
+    train_crop: str = "center"
     # Robustness augmentation: JPEG re-compression, blur, noise and colour jitter (OpenCV).
     augment: bool = False
     # "video": training crops (real and self-blended alike) are degraded as if cut out of a
@@ -127,9 +163,11 @@ class TrainConfig:
     # weights record the margin of the centre crop the model actually sees, so that scanning
     # crops faces at the scale the model was trained on.
     margin_ratio: float | None = None
-    # Input normalisation (x/255 - mean)/std per RGB channel; the authors use 0.5 / 0.5.
-    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    # Input normalisation (x/255 - mean)/std per RGB channel; unset = what the backbone weights
+    # the run starts from expect (`backbone_normalization`; mattn weights given as `init`: their
+    # own), else the authors' 0.5 / 0.5.
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
 
     # --- Losses (MAT.md §4-5) -------------------------------------------------------------
     # Total = ce * CE + ril * RIL + agda_ce * CE(AGDA) + match * match loss.
@@ -173,26 +211,23 @@ class TrainConfig:
     demo: bool = False
 
     def __post_init__(self) -> None:
-        if self.recipe not in RECIPES:
-            raise UsageError(f"unknown recipe {self.recipe!r}; use one of {', '.join(RECIPES)}.")
+        choices = (
+            ("recipe", self.recipe, RECIPES),
+            ("backbone", self.backbone, NATIVE_INPUT_SIZE),
+            ("--synthetic-fakes", self.synthetic_fakes, SYNTHETIC_FAKES),
+            ("--degradations", self.degradations, DEGRADATIONS),
+            ("padding", self.padding, PADDINGS),
+            ("train_crop", self.train_crop, TRAIN_CROPS),
+            ("--backbone-normalization", self.backbone_normalization, BACKBONE_NORMALIZATIONS),
+            ("--preset", self.preset, PRESETS),
+        )
+        for name, value, known in choices:
+            if value is not None and value not in known:
+                raise UsageError(f"unknown {name} {value!r}; use one of {', '.join(known)}.")
         if self.stage not in (None, 1, 2):
             raise UsageError(f"stage must be 1 or 2, got {self.stage!r}.")
-        if self.backbone not in NATIVE_INPUT_SIZE:
-            raise UsageError(
-                f"unknown backbone {self.backbone!r}; use one of {', '.join(NATIVE_INPUT_SIZE)}."
-            )
         if self.input_size is not None and self.input_size < 32:
             raise UsageError(f"input size must be at least 32 pixels, got {self.input_size}.")
-        if self.synthetic_fakes not in SYNTHETIC_FAKES:
-            raise UsageError(
-                f"unknown --synthetic-fakes {self.synthetic_fakes!r}; use one of "
-                f"{', '.join(SYNTHETIC_FAKES)}."
-            )
-        if self.degradations not in DEGRADATIONS:
-            raise UsageError(
-                f"unknown --degradations {self.degradations!r}; use one of "
-                f"{', '.join(DEGRADATIONS)}."
-            )
         if self.frames_per_video < 1:
             raise UsageError(f"frames per video must be at least 1, got {self.frames_per_video}.")
         if self.val_frames_per_video < 0:
@@ -205,6 +240,10 @@ class TrainConfig:
             raise UsageError("bn_momentum must be in (0, 1].")
         if self.max_crop_slack < 1:
             raise UsageError("max_crop_slack must be at least 1.")
+        if self.frame_stride < 0:
+            raise UsageError(f"frame_stride must be 0 or more, got {self.frame_stride}.")
+        if self.backbone_dropout is not None and not 0 <= self.backbone_dropout < 1:
+            raise UsageError("backbone_dropout must be in [0, 1).")
 
     # --- derived values ---------------------------------------------------------------------
 
@@ -230,31 +269,60 @@ class TrainConfig:
             num_attentions=self.num_attentions,
             attention_tap=self.attention_tap,
             texture_tap=self.texture_tap,
+            backbone_dropout=self.model_backbone_dropout,
+            legacy_padding=self.padding == "authors",
             variant="backbone" if stage == 1 else "mat",
         )
+
+    @property
+    def model_backbone_dropout(self) -> float:
+        if self.backbone_dropout is not None:
+            return self.backbone_dropout
+        return AUTHORS_BACKBONE_DROPOUT[self.backbone]
+
+    @property
+    def weights_normalization(self) -> str | None:
+        """What the backbone weights the run starts from expect; None without such weights."""
+        if self.backbone_normalization or self.init or not self.backbone_weights:
+            return self.backbone_normalization
+        return imagenet_normalization_hint(self.backbone_weights)
+
+    def input_normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(mean, std) of the model input: as set, else what the backbone weights expect."""
+        kind = self.weights_normalization
+        mean, std = BACKBONE_NORMALIZATIONS[kind] if kind else AUTHORS_NORMALIZATION
+        return self.mean or mean, self.std or std
 
     def preprocessing(self, margin_ratio: float) -> Preprocessing:
         """What scanning must feed the model; `margin_ratio` = that of the crops it saw
         (data.model_input_margin)."""
+        mean, std = self.input_normalization()
         return Preprocessing(
-            input_size=self.model_input_size,
-            mean=self.mean,
-            std=self.std,
-            margin_ratio=margin_ratio,
+            input_size=self.model_input_size, mean=mean, std=std, margin_ratio=margin_ratio
         )
 
     def model_name(self) -> str:
         return self.name or f"mattn-{self.backbone}-{Path(self.data).name}"
 
     def resolved(self) -> TrainConfig:
-        """The same config with defaults that depend on other fields filled in."""
-        return dataclasses.replace(self, input_size=self.model_input_size, name=self.model_name())
+        """The same config with defaults that depend on other fields filled in, so that the
+        saved config.toml says every value the run used."""
+        mean, std = self.input_normalization()
+        return dataclasses.replace(
+            self,
+            input_size=self.model_input_size,
+            name=self.model_name(),
+            backbone_dropout=self.model_backbone_dropout,
+            backbone_normalization=self.weights_normalization,
+            mean=mean,
+            std=std,
+        )
 
     # --- plain data ---------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict (tuples as lists, unset values left out), as written to TOML."""
-        return _plain(dataclasses.asdict(self))
+        return plain_toml_data(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -273,14 +341,6 @@ class TrainConfig:
             if name in values:
                 values[name] = tuple(values[name])
         return cls(**values)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items() if item is not None}
-    if isinstance(value, tuple | list):
-        return [_plain(item) for item in value]
-    return value
 
 
 def _checked_keys(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
@@ -302,21 +362,18 @@ def _replace(stage: StageConfig, values: dict[str, Any]) -> StageConfig:
         raise UsageError(f"bad stage setting ({error}).") from None
 
 
-# --- merging: defaults < saved run config < TOML file < command-line options -------------------
+# --- merging: defaults < preset < saved run config < TOML file < command-line options ---------
 
 #: Command-line options that set a field of every stage the run trains.
 STAGE_OPTIONS = ("epochs", "batch_size", "lr")
-
-
-def read_toml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"config file {path} does not exist.")
-    try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
-    except tomllib.TOMLDecodeError as error:
-        raise UsageError(f"{path} is not valid TOML ({error}).") from None
+#: What a run whose config.toml predates these settings (it has no `padding`) trained with, so
+#: that resuming it goes on training the same network on the same crops.
+EARLIER_DEFAULTS = {
+    "padding": "per-stage",
+    "backbone_dropout": 0.4,
+    "train_crop": "random",
+    "frame_stride": 0,
+}
 
 
 def resolve_config(
@@ -329,14 +386,20 @@ def resolve_config(
 
     `options` holds only what the user gave on the command line (None = not given);
     `epochs`, `batch_size` and `lr` there apply to every stage this run trains. `saved` is a
-    resumed run's own config.toml.
+    resumed run's own config.toml. The preset named by the highest layer that names one goes
+    below all of them.
     """
-    merged: dict[str, Any] = {}
-    for layer in (saved or {}, read_toml(config_file) if config_file else {}):
-        _merge(merged, layer)
     given = {key: value for key, value in options.items() if value is not None}
     stage_options = {key: given.pop(key) for key in STAGE_OPTIONS if key in given}
-    _merge(merged, given)
+    if saved is not None and "padding" not in saved:
+        saved = {**EARLIER_DEFAULTS, **saved}
+    layers = (saved or {}, read_toml(config_file) if config_file else {}, given)
+    preset = next((layer["preset"] for layer in reversed(layers) if layer.get("preset")), None)
+    if preset is not None and preset not in PRESETS:
+        raise UsageError(f"unknown --preset {preset!r}; use one of {', '.join(PRESETS)}.")
+    merged: dict[str, Any] = copy.deepcopy(PRESETS[preset]) if preset else {}
+    for layer in layers:
+        merge_toml_layer(merged, layer)
     try:
         config = TrainConfig.from_dict(merged)
     except TypeError as error:
@@ -345,51 +408,29 @@ def resolve_config(
         name = f"stage{stage}"
         updated = _replace(getattr(config, name), stage_options)
         config = dataclasses.replace(config, **{name: updated})
+    if saved is None:  # a resumed run keeps what it started with
+        config = _with_starting_weights(config)
     return config.resolved()
 
 
-def _merge(into: dict[str, Any], layer: dict[str, Any]) -> None:
-    for key, value in layer.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            into[key] = {**into[key], **value}
-        else:
-            into[key] = value
+def _with_starting_weights(config: TrainConfig) -> TrainConfig:
+    """Fill in, from files, what the weights the run starts from decide: the ImageNet file
+    found in torch hub's cache (recorded, so the run says what it started from), and the
+    normalisation of mattn weights given as `init` (they must be fed as they were trained)."""
+    if config.init is None and config.backbone_weights is None:
+        from deepfake_cli.model.backbone import find_imagenet_weights
 
+        found = find_imagenet_weights(config.backbone)
+        if found is not None:
+            config = dataclasses.replace(config, backbone_weights=str(found))
+    init = Path(config.init) if config.init else None
+    untouched = config.mean is None and config.std is None and not config.backbone_normalization
+    if init is not None and untouched and init.suffix == ".safetensors" and init.is_file():
+        from deepfake_cli.model.weights import read_weights_info
 
-# --- TOML writing (flat keys plus one level of tables; enough for TrainConfig) ---------------
-
-
-def to_toml(data: dict[str, Any]) -> str:
-    """Serialise a dict of scalars, lists and one level of tables to TOML."""
-    lines = [
-        f"{key} = {_toml_value(value)}"
-        for key, value in data.items()
-        if not isinstance(value, dict)
-    ]
-    for key, value in data.items():
-        if isinstance(value, dict):
-            lines.append("")
-            lines.append(f"[{key}]")
-            lines.extend(f"{name} = {_toml_value(item)}" for name, item in value.items())
-    return "\n".join(lines) + "\n"
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+        preprocessing = read_weights_info(init).preprocessing
+        config = dataclasses.replace(config, mean=preprocessing.mean, std=preprocessing.std)
+    return config
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:
@@ -422,6 +463,8 @@ def resolve_run_config(
 
 
 __all__ = [
+    "PADDINGS",
+    "PRESETS",
     "RECIPES",
     "STAGE1_DEFAULTS",
     "STAGE2_DEFAULTS",

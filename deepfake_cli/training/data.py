@@ -10,8 +10,10 @@ self-blended fake. So an interrupted run that resumes at an epoch sees exactly w
 uninterrupted run would have seen, whatever the number of DataLoader workers or ranks.
 
 An epoch's plan (MAT.md §6, as the authors trained on FF++):
-1. per video, `frames_per_video` frames spread over the video, shifted by one frame every
-   epoch so that different epochs see different frames (all frames if the video has fewer);
+1. per video, `frames_per_video` frames (all if the video has fewer), shifted by one frame
+   every epoch so that different epochs see different frames: for a video stored frame by
+   frame (`authors_frames`), the authors' frames, every `frame_stride`-th of its first
+   frames_per_video x frame_stride; for any other, frames spread over the whole video;
 2. with `--synthetic-fakes self-blend`, every real crop also yields a self-blended fake;
 3. the smaller class is oversampled to the size of the larger (the authors repeat real videos),
    unless the loss is class-weighted instead;
@@ -76,11 +78,38 @@ class Sample(NamedTuple):
         return SELF_BLEND_METHOD if self.self_blend else records[self.record].method
 
 
+def stored_frame_by_frame(frame_indices: Sequence[int]) -> bool:
+    """Whether a video's crops are of (nearly) every frame: most gaps between its distinct
+    stored frame indices are 1. A face missed in a few frames leaves a few wider gaps, as it
+    left the authors' frame folders a few files short; an extraction of evenly spaced frames
+    has no gap of 1 at all."""
+    distinct = sorted(set(frame_indices))
+    gaps = np.diff(distinct)
+    return len(gaps) > 0 and float(np.median(gaps)) == 1.0
+
+
+def authors_frames(num_frames: int, count: int, stride: int, epoch: int) -> list[int]:
+    """The authors' training frames of a video stored frame by frame: positions in its list
+    of `num_frames` frames (all if it has fewer than `count`).
+
+    Slot i of `count` takes frame (i * stride + epoch + 1) mod min(num_frames, count * stride):
+    every `stride`-th of the first count * stride frames (500 for FF++), shifted by one frame
+    per epoch (their dataset advances its epoch counter before each epoch, so a stage's first
+    epoch is shifted by one), wrapping round in a video shorter than that, so that every video
+    gives `count` samples.
+    """
+    if num_frames < count:
+        return list(range(num_frames))
+    window = min(num_frames, count * stride)
+    return [(slot * stride + epoch + 1) % window for slot in range(count)]
+
+
 def spread_frames(num_frames: int, count: int, epoch: int) -> list[int]:
     """`count` of `num_frames` positions spread evenly, shifted by one every epoch (all if fewer).
 
     With stride s = num_frames / count, position i is floor(i * s) + (epoch mod floor(s)): the
-    authors take every 10th of the first 500 frames and shift by one frame each epoch.
+    authors' every 10th frame shifted by one each epoch, but over the whole of whatever frames
+    were stored (e.g. 32 evenly spaced ones).
     """
     if count <= 0 or num_frames <= count:
         return list(range(num_frames))
@@ -89,11 +118,37 @@ def spread_frames(num_frames: int, count: int, epoch: int) -> list[int]:
     return [int(i * stride) + offset for i in range(count)]
 
 
+def video_frames(
+    records: Sequence[CropRecord],
+    indices: Sequence[int],
+    *,
+    frames_per_video: int,
+    frame_stride: int,
+    epoch: int,
+) -> list[int]:
+    """The crops (indices into `records`, in frame order) of one video that `epoch` trains on.
+
+    With a `frame_stride`, a video stored frame by frame gets the authors' frames (crops of
+    several faces in one frame go together, as frames are what is chosen). Any other video
+    gets `frames_per_video` of its crops spread over it (`spread_frames`).
+    """
+    frame_indices = [records[i].frame_index for i in indices]
+    if not frame_stride or not stored_frame_by_frame(frame_indices):
+        return [indices[p] for p in spread_frames(len(indices), frames_per_video, epoch)]
+    crops_of_frame: dict[int, list[int]] = defaultdict(list)
+    for index, frame in zip(indices, frame_indices, strict=True):
+        crops_of_frame[frame].append(index)
+    frames = sorted(crops_of_frame)
+    chosen = authors_frames(len(frames), frames_per_video, frame_stride, epoch)
+    return [index for position in chosen for index in crops_of_frame[frames[position]]]
+
+
 def epoch_plan(
     records: Sequence[CropRecord],
     *,
     split: str,
     frames_per_video: int,
+    frame_stride: int = 0,
     epoch: int,
     seed: int,
     self_blend: bool,
@@ -103,8 +158,14 @@ def epoch_plan(
     """The samples of one epoch of `split` (see the module docstring)."""
     samples: list[Sample] = []
     for indices in videos_of(records, split).values():
-        for position in spread_frames(len(indices), frames_per_video, epoch):
-            samples.append(Sample(indices[position]))
+        chosen = video_frames(
+            records,
+            indices,
+            frames_per_video=frames_per_video,
+            frame_stride=frame_stride,
+            epoch=epoch,
+        )
+        samples += [Sample(index) for index in chosen]
     if self_blend:
         samples += [Sample(s.record, True) for s in samples if records[s.record].label == REAL]
     if balance:
@@ -150,8 +211,10 @@ class Transform:
     input_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    # Training: random crop + flip (+ robustness augmentation); evaluation: centre crop.
+    # Training: random crop (or centre, see random_crop) + flip (+ robustness augmentation);
+    # evaluation: centre crop.
     train: bool = False
+    random_crop: bool = True
     hflip: bool = True
     augment: bool = False
     max_crop_slack: float = 1.2
@@ -250,7 +313,7 @@ def make_input(
     if degradation is not None:
         image = degrade(image, rng, degradation)
     size, side = transform.input_size, image.shape[0]
-    if transform.train:
+    if transform.train and transform.random_crop:
         top, left = (int(v) for v in rng.integers(0, side - size + 1, size=2))
     else:
         top = left = (side - size) // 2

@@ -2,7 +2,8 @@
 
 Video level as in the paper: a video's score is its frames' fake probabilities combined by an
 `aggregate.py` strategy (the mean by default). AUC, AP and EER need both classes; with one
-class they are None and a note says why, instead of a crash or a made-up number.
+class they are None and a note says why, instead of a crash or a made-up number. `plot_roc`
+draws the curves `mattn evaluate --roc` writes.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score, roc_curve
@@ -136,3 +138,64 @@ def flatten(metrics: dict, prefix: str = "") -> dict[str, float | None]:
             if value is None or isinstance(value, int | float) and math.isfinite(value):
                 flat[f"{prefix}{level}_{name}"] = value
     return flat
+
+
+def plot_roc(
+    frame_labels: Sequence[int],
+    frame_probabilities: Sequence[float],
+    videos: Sequence[dict],
+    path: str | Path,
+    *,
+    title: str = "",
+) -> Path:
+    """Video-level ROC curves (overall and per method) and the frame-level one, as a PNG.
+
+    `videos` are per-video entries with `label`, `method` and `fake_probability`.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed; set here, never at import time
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure, axes = plt.subplots(figsize=(6, 6))
+    video_labels = [video["label"] for video in videos]
+    curves = [
+        ("videos, all methods", video_labels, [v["fake_probability"] for v in videos], True),
+        ("frames, all methods", list(frame_labels), list(frame_probabilities), False),
+    ]
+    for method in sorted({v["method"] for v in videos if v["label"] == 1}):
+        kept = [v for v in videos if v["label"] == 0 or v["method"] == method]
+        curves.append(
+            (
+                f"videos, {method}",
+                [v["label"] for v in kept],
+                [v["fake_probability"] for v in kept],
+                True,
+            )
+        )
+    plotted = 0
+    for name, ys, ps, per_video in curves:
+        if len(set(ys)) < 2:
+            continue
+        fpr, tpr, _ = roc_curve(np.asarray(ys), np.asarray(ps))
+        auc = binary_metrics(ys, ps)["auc"]
+        style = "--" if not per_video else "-"
+        axes.plot(fpr, tpr, style, label=f"{name} (AUC {auc:.3f})")
+        plotted += 1
+    axes.plot([0, 1], [0, 1], ":", color="grey", linewidth=1)
+    axes.set_xlabel("false positive rate (real judged fake)")
+    axes.set_ylabel("true positive rate (fake judged fake)")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1.01)
+    axes.set_title(title or "ROC")
+    if plotted:
+        axes.legend(loc="lower right", fontsize="small")
+    else:
+        axes.text(0.5, 0.5, "one class only: no ROC curve", ha="center")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

@@ -23,18 +23,14 @@ from torch.utils.data import DataLoader
 
 from deepfake_cli.errors import UsageError
 from deepfake_cli.manifest import FAKE, REAL
+from deepfake_cli.model.backbone import read_imagenet_weights
 from deepfake_cli.model.config import DEFAULT_MARGIN_RATIO, Preprocessing
 from deepfake_cli.model.mat import MATDetector
 from deepfake_cli.model.step import LossWeights
 from deepfake_cli.shards import rank_positions
 from deepfake_cli.training import distributed
-from deepfake_cli.training.checkpoint import (
-    find_imagenet_weights,
-    init_from_weights,
-    load_imagenet_backbone,
-    set_rng_state,
-)
-from deepfake_cli.training.config import StageConfig, TrainConfig
+from deepfake_cli.training.checkpoint import init_from_weights, set_rng_state
+from deepfake_cli.training.config import PRESETS, STAGE1_DEFAULTS, StageConfig, TrainConfig
 from deepfake_cli.training.data import (
     CropDataset,
     FacesData,
@@ -115,12 +111,15 @@ def loss_weights(config: TrainConfig) -> LossWeights:
 
 
 def crop_transform(config: TrainConfig, *, train: bool) -> Transform:
-    """Stored crop -> model input: random crop, flip and augmentation in training, else centre."""
+    """Stored crop -> model input: centre (or random) crop, flip and augmentation in training,
+    else centre."""
+    mean, std = config.input_normalization()
     return Transform(
         input_size=config.model_input_size,
-        mean=config.mean,
-        std=config.std,
+        mean=mean,
+        std=std,
         train=train,
+        random_crop=config.train_crop == "random",
         hflip=config.hflip,
         augment=config.augment,
         max_crop_slack=config.max_crop_slack,
@@ -190,14 +189,35 @@ def initialise(model: MATDetector, config: TrainConfig, stage: int, run_dir: Pat
     if stage == 2 and not first_stage:
         # The recipe: MAT starts from stage 1's backbone (its last epoch, as the authors).
         return init_from_weights(model, run_dir / "stage1" / "last.safetensors")
-    path = config.backbone_weights or find_imagenet_weights(config.backbone)
-    if path:
-        return load_imagenet_backbone(model, path)
-    return (
-        "[yellow]no ImageNet weights given or found in torch hub's cache: the backbone starts "
-        "from RANDOM weights[/yellow] (pass --backbone-weights PATH to an efficientnet-pytorch "
-        f"{config.backbone} .pth; nothing is downloaded)"
+    if config.backbone_weights:  # given, or found in torch hub's cache by resolve_config
+        state = read_imagenet_weights(config.backbone_weights, config.backbone)
+        copied = model.backbone.load_imagenet(state)
+        kind = "AdvProp" if config.weights_normalization == "advprop" else "standard"
+        mean, std = (", ".join(f"{v:g}" for v in values) for values in config.input_normalization())
+        return (
+            f"backbone initialised from {kind} ImageNet weights "
+            f"{Path(config.backbone_weights).name} ({copied} tensors; input normalised with "
+            f"mean ({mean}), std ({std}))"
+        )
+    return from_scratch_notice(config, stage)
+
+
+def from_scratch_notice(config: TrainConfig, stage: int) -> str:
+    """The one line a run without any starting weights prints, with a hint when its learning
+    rate is the paper's (which is for a backbone that starts from ImageNet weights)."""
+    text = (
+        "[yellow]no backbone weights given or found in torch hub's cache: training from "
+        "scratch (random initialisation)[/yellow]; --backbone-weights takes an "
+        f"efficientnet-pytorch {config.backbone} ImageNet or AdvProp .pth (never downloaded)"
     )
+    if config.stage_config(stage).lr == STAGE1_DEFAULTS.lr:
+        preset = PRESETS["from-scratch"]
+        text += (
+            f"; at the paper's lr {STAGE1_DEFAULTS.lr:g} a network from scratch learns slowly: "
+            f"try --preset from-scratch (lr {preset['stage1']['lr']:g} / "
+            f"{preset['stage2']['lr']:g}, bn_momentum {preset['bn_momentum']:g})"
+        )
+    return text
 
 
 def build_trainee(
@@ -265,6 +285,7 @@ def epoch_loader(
         data.records,
         split="train",
         frames_per_video=config.frames_per_video,
+        frame_stride=config.frame_stride,
         epoch=epoch,
         seed=config.seed,
         self_blend=config.synthetic_fakes == "self-blend",

@@ -1,0 +1,183 @@
+"""What MTCNN's networks see: the image pyramid of a frame and the crops of candidate boxes.
+
+`faces.FaceDetector` runs MTCNN's three stages (PNet over every pyramid level, then RNet and
+ONet over crops of the candidate boxes); this module resamples the frames for them, in one of
+two ways with the same geometry:
+
+- `TorchAreaSampler`: facenet-pytorch's own arithmetic (torch's area interpolation of a float
+  copy of the frames, for every level and every crop). Used for small frames, where it costs
+  little and keeps boxes bit for bit what facenet-pytorch finds, and off the CPU.
+- `HalvingSampler`: the same from the uint8 frames with OpenCV. Each frame is halved (2x2 means,
+  the fast path of INTER_AREA) while it stays at least as large as the first pyramid level; a
+  level is area-resized from the smallest halving at least its size, a crop from the smallest
+  at least twice its size (halving further measured no faster and further from facenet). On
+  720p frames float resampling was about half of facenet-pytorch's time; boxes move
+  against `TorchAreaSampler` by about MTCNN's own jitter (what +-1 grey level of noise does),
+  see `tests/test_faces.py`.
+
+Both give (N, 3, H, W) float32 tensors on the device, on MTCNN's scale ((x - 127.5) / 128),
+with channels_last strides.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+# PNet scans the image with a 12x12 window; a minimum face size below that would make MTCNN
+# upsample the frame, which costs a lot and finds nothing a deepfake detector could use.
+MTCNN_WINDOW = 12
+# MTCNN's scale step between pyramid levels.
+PYRAMID_FACTOR = 0.709
+
+# On the CPU, frames up to CIF (352x288) are resampled exactly as facenet-pytorch does: that
+# costs little at this size (measured 20 vs 13 ms per 352x288 frame, all of MTCNN) and keeps
+# the boxes of the example clips (176x144) bit for bit. Larger frames use `HalvingSampler`.
+EXACT_RESAMPLING_MAX_PIXELS = 352 * 288
+
+#: (box index, frame index in the batch, top, bottom, left, right): a box's pixels in its frame.
+Region = tuple[int, int, int, int, int, int]
+
+
+def pyramid_levels(
+    frame_height: int, frame_width: int, smallest_face_px: float
+) -> list[tuple[float, int, int]]:
+    """MTCNN's image pyramid for a frame: (scale, height, width) of each level, largest first.
+
+    A face of `smallest_face_px` is 12 px (PNet's window) in the first level; each level is
+    `PYRAMID_FACTOR` times the one before, down to the last whose shorter side is still 12 px.
+    The sizes are facenet-pytorch's (`int(side * scale + 1)`), as are the scales its boxes are
+    mapped back with.
+    """
+    scale = MTCNN_WINDOW / smallest_face_px
+    shorter_side = min(frame_height, frame_width) * scale
+    levels = []
+    while shorter_side >= MTCNN_WINDOW:
+        levels.append((scale, int(frame_height * scale + 1), int(frame_width * scale + 1)))
+        scale *= PYRAMID_FACTOR
+        shorter_side *= PYRAMID_FACTOR
+    return levels
+
+
+def _scaled(images: torch.Tensor) -> torch.Tensor:
+    """Pixel values 0..255 -> MTCNN's input scale, about -1..1."""
+    return (images - 127.5) * 0.0078125
+
+
+def box_regions(
+    boxes: torch.Tensor, image_inds: torch.Tensor, frame_height: int, frame_width: int
+) -> list[Region]:
+    """The `Region` each box is cut from, for boxes with pixels inside the frame.
+
+    As facenet-pytorch cuts them: the whole-pixel box clipped to the frame (so a box over the
+    edge is squeezed, not padded); boxes with nothing inside the frame are left out.
+    """
+    # Imported here, as the rest of facenet-pytorch (see faces.FaceDetector.__init__).
+    from facenet_pytorch.models.utils.detect_face import pad
+
+    if len(boxes) == 0:
+        return []
+    # 1-based first rows and columns and inclusive last ones, clipped to the frame.
+    first_rows, last_rows, first_cols, last_cols = pad(boxes, frame_width, frame_height)
+    regions = []
+    for index, frame_index in enumerate(image_inds.tolist()):
+        top, bottom = int(first_rows[index]) - 1, int(last_rows[index])
+        left, right = int(first_cols[index]) - 1, int(last_cols[index])
+        if bottom > top and right > left:
+            regions.append((index, frame_index, top, bottom, left, right))
+    return regions
+
+
+class TorchAreaSampler:
+    """facenet-pytorch's resampling: torch's area interpolation of a float copy of the frames."""
+
+    def __init__(self, frames: list[np.ndarray], device: torch.device) -> None:
+        from torch.nn.functional import interpolate
+
+        self._interpolate = interpolate
+        # (B, 3, H, W) float32 with channels_last strides, as facenet-pytorch makes it.
+        self.images = torch.from_numpy(np.stack(frames)).to(device).permute(0, 3, 1, 2).float()
+
+    def level(self, height: int, width: int) -> torch.Tensor:
+        return _scaled(self._interpolate(self.images, size=(height, width), mode="area"))
+
+    def crops(self, regions: list[Region], size: int) -> tuple[torch.Tensor, list[int]]:
+        crops = [
+            self._interpolate(
+                self.images[frame_index : frame_index + 1, :, top:bottom, left:right],
+                size=(size, size),
+                mode="area",
+            )
+            for _, frame_index, top, bottom, left, right in regions
+        ]
+        kept = [region[0] for region in regions]
+        return (_scaled(torch.cat(crops)) if crops else self.images[:0]), kept
+
+
+class HalvingSampler:
+    """The same resampling from the uint8 frames and their OpenCV halvings."""
+
+    def __init__(
+        self, frames: list[np.ndarray], min_height: int, min_width: int, *, device: torch.device
+    ) -> None:
+        self.device = device
+        self.frame_height, self.frame_width = frames[0].shape[:2]
+        self.halvings = []
+        for frame in frames:
+            halvings = [frame]
+            while (
+                halvings[-1].shape[0] // 2 >= min_height and halvings[-1].shape[1] // 2 >= min_width
+            ):
+                height, width = halvings[-1].shape[:2]
+                halvings.append(
+                    cv2.resize(
+                        halvings[-1], (width // 2, height // 2), interpolation=cv2.INTER_AREA
+                    )
+                )
+            self.halvings.append(halvings)
+
+    def _network_input(self, images: np.ndarray) -> torch.Tensor:
+        """(N, H, W, 3) uint8 -> (N, 3, H, W) float32, channels_last strides without a copy."""
+        return _scaled(torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float())
+
+    def level(self, height: int, width: int) -> torch.Tensor:
+        levels = []
+        for halvings in self.halvings:
+            source = halvings[0]
+            for halving in halvings[1:]:
+                if halving.shape[0] >= height and halving.shape[1] >= width:
+                    source = halving
+            levels.append(cv2.resize(source, (width, height), interpolation=cv2.INTER_AREA))
+        return self._network_input(np.stack(levels))  # from (B, height, width, 3) uint8
+
+    def crops(self, regions: list[Region], size: int) -> tuple[torch.Tensor, list[int]]:
+        crops = []
+        for _, frame_index, top, bottom, left, right in regions:
+            halvings = self.halvings[frame_index]
+            level = 0
+            side = min(bottom - top, right - left)
+            while level + 1 < len(halvings) and side >> (level + 1) >= 2 * size:
+                level += 1
+            source = halvings[level]
+            if level:  # the same pixels in the halving's coordinates (its extent is the frame's)
+                row_scale = source.shape[0] / self.frame_height
+                col_scale = source.shape[1] / self.frame_width
+                top, bottom = round(top * row_scale), round(bottom * row_scale)
+                left, right = round(left * col_scale), round(right * col_scale)
+            region = source[top:bottom, left:right]
+            crops.append(cv2.resize(region, (size, size), interpolation=cv2.INTER_AREA))
+        kept = [region[0] for region in regions]
+        images = np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)
+        return self._network_input(images), kept
+
+
+def sampler_for(
+    frames: list[np.ndarray], first_level_size: tuple[int, int], device: torch.device
+) -> TorchAreaSampler | HalvingSampler:
+    """The sampler for a batch of same-size frames whose largest pyramid level has this size."""
+    frame_height, frame_width = frames[0].shape[:2]
+    # Off the CPU the float resampling runs on the accelerator, as facenet-pytorch runs it.
+    if device.type != "cpu" or frame_height * frame_width <= EXACT_RESAMPLING_MAX_PIXELS:
+        return TorchAreaSampler(frames, device)
+    return HalvingSampler(frames, *first_level_size, device=device)
