@@ -232,9 +232,9 @@ def grad_scaler(smoke: Smoke) -> tuple[str, str]:
     from deepfake_cli.device import resolve_device
     from deepfake_cli.model.step import mat_training_step
     from deepfake_cli.training import checkpoint, distributed, loop, setup
-    from deepfake_cli.training.config import resolve_config
     from deepfake_cli.training.data import FacesData
     from deepfake_cli.training.runlog import EpochProgress
+    from deepfake_cli.training.settings import resolve_config
 
     out = smoke.work / "scaler-run"
     settings = {

@@ -27,8 +27,8 @@ from deepfake_cli.model.backbone import (
 from deepfake_cli.model.config import MATConfig
 from deepfake_cli.model.mat import MATDetector
 from deepfake_cli.model.weights import read_weights_info, save_weights
-from deepfake_cli.training.config import resolve_config
 from deepfake_cli.training.data import authors_frames, epoch_plan, video_frames
+from deepfake_cli.training.settings import resolve_config
 from deepfake_cli.training.setup import build_model, from_scratch_notice, loss_weights
 
 #: The authors' recipe for their released model (MAT.md), written out here on purpose.

@@ -32,15 +32,11 @@ from deepfake_cli.model.weights import read_weights_info, save_weights
 from deepfake_cli.shards import rank_positions
 from deepfake_cli.training import loop
 from deepfake_cli.training.checkpoint import init_from_weights, load_training_state
-from deepfake_cli.training.config import (
-    STAGE1_DEFAULTS,
-    TrainConfig,
-    read_toml,
-    resolve_config,
-    to_toml,
-)
+from deepfake_cli.training.config import STAGE1_DEFAULTS, TrainConfig
 from deepfake_cli.training.data import CropDataset, FacesData, Transform, epoch_plan, spread_frames
+from deepfake_cli.training.settings import resolve_config
 from deepfake_cli.training.setup import model_preprocessing
+from deepfake_cli.training.toml_text import read_toml, to_toml
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -142,6 +142,10 @@ def train_command(
         bool | None,
         typer.Option("--amp/--no-amp", help="Mixed precision (default: on for CUDA only)."),
     ] = None,
+    amp_dtype: Annotated[
+        str | None,
+        typer.Option(help="auto (bf16 where supported, else fp16 with loss scaling), bf16, fp16."),
+    ] = None,
     workers: Annotated[int | None, typer.Option(help="DataLoader worker processes.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of everything random.")] = None,
     deterministic: Annotated[
@@ -159,8 +163,8 @@ def train_command(
 ) -> None:
     """Train a MAT detector on a faces folder (the authors' two-stage recipe by default)."""
     # Imported here so that `mattn --help` does not load torch.
-    from deepfake_cli.training.config import resolve_run_config
     from deepfake_cli.training.loop import run_training
+    from deepfake_cli.training.settings import resolve_run_config
 
     # Only what was given (None = not given); settings are TOML values, so paths become text.
     given = {
@@ -184,6 +188,7 @@ def train_command(
         "degradations": degradations,
         "device": device,
         "amp": amp,
+        "amp_dtype": amp_dtype,
         "workers": workers,
         "seed": seed,
         "deterministic": deterministic,

@@ -2,9 +2,10 @@
 
 Settings come from these layers, in rising precedence: these defaults, a named preset
 (`--preset`: more defaults), on `--resume` the run's own saved `config.toml`, a TOML file
-(`--config FILE.toml`), and the command-line options. `resolve_config` is the one place where
-they are merged. The resolved config is written as `RUN_DIR/config.toml` and stored in every
-checkpoint, so a run can always be explained and repeated.
+(`--config FILE.toml`), and the command-line options. `training/settings.py`'s
+`resolve_config` is the one place where they are merged. The resolved config is written as
+`RUN_DIR/config.toml` and stored in every checkpoint, so a run can always be explained and
+repeated.
 
 TOML layout: top-level keys are `TrainConfig` fields; the tables `[stage1]` and `[stage2]` are
 the two stages' `StageConfig`. Keys whose value is "unset" (None) are simply left out.
@@ -12,7 +13,6 @@ the two stages' `StageConfig`. Keys whose value is "unset" (None) are simply lef
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -30,7 +30,7 @@ from deepfake_cli.model.config import (
     imagenet_normalization_hint,
 )
 from deepfake_cli.training.degradations import DEGRADATIONS
-from deepfake_cli.training.toml_text import merge_toml_layer, plain_toml_data, read_toml, to_toml
+from deepfake_cli.training.toml_text import plain_toml_data
 
 RECIPES = ("paper", "single")
 SYNTHETIC_FAKES = ("none", "self-blend")
@@ -38,6 +38,7 @@ SYNTHETIC_FAKES = ("none", "self-blend")
 #: "per-stage": efficientnet-pytorch's, recomputed from each stage's own size.
 PADDINGS = ("authors", "per-stage")
 TRAIN_CROPS = ("center", "random")
+AMP_DTYPES = ("auto", "bf16", "fp16")
 #: Named sets of defaults (`--preset`). "from-scratch": what a backbone without ImageNet
 #: weights needs to learn in a short run: BatchNorm statistics that settle within a few hundred
 #: steps (momentum 0.1, not EfficientNet's 0.01), and learning rates above the paper's 1e-4
@@ -196,6 +197,9 @@ class TrainConfig:
     # Mixed precision: bf16 autocast on CUDA when supported, else fp16 with a gradient scaler;
     # unset = on for CUDA, off elsewhere.
     amp: bool | None = None
+    # The autocast dtype when AMP is on: "auto" (bf16 where supported, else fp16), "bf16" or
+    # "fp16" (fp16 always runs with the gradient scaler).
+    amp_dtype: str = "auto"
     # DataLoader worker processes (decoding and augmenting crops); 0 = in the main process.
     workers: int = 2
     # Everything random (frame choice, order, augmentation, AGDA, dropout) derives from this.
@@ -220,6 +224,7 @@ class TrainConfig:
             ("train_crop", self.train_crop, TRAIN_CROPS),
             ("--backbone-normalization", self.backbone_normalization, BACKBONE_NORMALIZATIONS),
             ("--preset", self.preset, PRESETS),
+            ("--amp-dtype", self.amp_dtype, AMP_DTYPES),
         )
         for name, value, known in choices:
             if value is not None and value not in known:
@@ -332,7 +337,7 @@ class TrainConfig:
                 if not isinstance(values[name], dict):
                     raise UsageError(f"[{name}] must be a TOML table.")
                 stage_values = _checked_keys(StageConfig, values[name], where=f"[{name}] ")
-                values[name] = _replace(defaults, stage_values)
+                values[name] = replace_stage(defaults, stage_values)
         missing = [name for name in ("data", "out") if not values.get(name)]
         if missing:
             option = missing[0]
@@ -353,113 +358,13 @@ def _checked_keys(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
     return dict(data)
 
 
-def _replace(stage: StageConfig, values: dict[str, Any]) -> StageConfig:
+def replace_stage(stage: StageConfig, values: dict[str, Any]) -> StageConfig:
     if "betas" in values:
         values = {**values, "betas": tuple(values["betas"])}
     try:
         return dataclasses.replace(stage, **values)
     except TypeError as error:
         raise UsageError(f"bad stage setting ({error}).") from None
-
-
-# --- merging: defaults < preset < saved run config < TOML file < command-line options ---------
-
-#: Command-line options that set a field of every stage the run trains.
-STAGE_OPTIONS = ("epochs", "batch_size", "lr")
-#: What a run whose config.toml predates these settings (it has no `padding`) trained with, so
-#: that resuming it goes on training the same network on the same crops.
-EARLIER_DEFAULTS = {
-    "padding": "per-stage",
-    "backbone_dropout": 0.4,
-    "train_crop": "random",
-    "frame_stride": 0,
-}
-
-
-def resolve_config(
-    options: dict[str, Any],
-    *,
-    config_file: str | Path | None = None,
-    saved: dict[str, Any] | None = None,
-) -> TrainConfig:
-    """Merge the layers of settings into one validated, resolved `TrainConfig`.
-
-    `options` holds only what the user gave on the command line (None = not given);
-    `epochs`, `batch_size` and `lr` there apply to every stage this run trains. `saved` is a
-    resumed run's own config.toml. The preset named by the highest layer that names one goes
-    below all of them.
-    """
-    given = {key: value for key, value in options.items() if value is not None}
-    stage_options = {key: given.pop(key) for key in STAGE_OPTIONS if key in given}
-    if saved is not None and "padding" not in saved:
-        saved = {**EARLIER_DEFAULTS, **saved}
-    layers = (saved or {}, read_toml(config_file) if config_file else {}, given)
-    preset = next((layer["preset"] for layer in reversed(layers) if layer.get("preset")), None)
-    if preset is not None and preset not in PRESETS:
-        raise UsageError(f"unknown --preset {preset!r}; use one of {', '.join(PRESETS)}.")
-    merged: dict[str, Any] = copy.deepcopy(PRESETS[preset]) if preset else {}
-    for layer in layers:
-        merge_toml_layer(merged, layer)
-    try:
-        config = TrainConfig.from_dict(merged)
-    except TypeError as error:
-        raise UsageError(f"bad training setting ({error}).") from None
-    for stage in config.stages:
-        name = f"stage{stage}"
-        updated = _replace(getattr(config, name), stage_options)
-        config = dataclasses.replace(config, **{name: updated})
-    if saved is None:  # a resumed run keeps what it started with
-        config = _with_starting_weights(config)
-    return config.resolved()
-
-
-def _with_starting_weights(config: TrainConfig) -> TrainConfig:
-    """Fill in, from files, what the weights the run starts from decide: the ImageNet file
-    found in torch hub's cache (recorded, so the run says what it started from), and the
-    normalisation of mattn weights given as `init` (they must be fed as they were trained)."""
-    if config.init is None and config.backbone_weights is None:
-        from deepfake_cli.model.backbone import find_imagenet_weights
-
-        found = find_imagenet_weights(config.backbone)
-        if found is not None:
-            config = dataclasses.replace(config, backbone_weights=str(found))
-    init = Path(config.init) if config.init else None
-    untouched = config.mean is None and config.std is None and not config.backbone_normalization
-    if init is not None and untouched and init.suffix == ".safetensors" and init.is_file():
-        from deepfake_cli.model.weights import read_weights_info
-
-        preprocessing = read_weights_info(init).preprocessing
-        config = dataclasses.replace(config, mean=preprocessing.mean, std=preprocessing.std)
-    return config
-
-
-def save_config(config: TrainConfig, path: str | Path) -> None:
-    from deepfake_cli.files import write_atomically
-
-    text = "# Resolved settings of this run (mattn train). Reuse with --config.\n"
-    text += to_toml(config.to_dict())
-    write_atomically(path, text)
-
-
-def load_saved_config(run_dir: str | Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / "config.toml"
-    return read_toml(path) if path.is_file() else None
-
-
-def resolve_run_config(
-    options: dict[str, Any], *, config_file: str | Path | None = None, resume: bool = False
-) -> TrainConfig:
-    """`resolve_config` for `mattn train`: on `resume`, the run's own config.toml comes first.
-
-    Raises:
-        UsageError: `resume`, but the run directory `options["out"]` has no config.toml.
-    """
-    saved = None
-    if resume:
-        saved = load_saved_config(options["out"])
-        if saved is None:
-            raise UsageError(f"--resume: {options['out']} has no config.toml (nothing to resume).")
-    return resolve_config(options, config_file=config_file, saved=saved)
 
 
 __all__ = [
@@ -470,10 +375,5 @@ __all__ = [
     "STAGE2_DEFAULTS",
     "StageConfig",
     "TrainConfig",
-    "load_saved_config",
-    "read_toml",
-    "resolve_config",
-    "resolve_run_config",
-    "save_config",
-    "to_toml",
+    "replace_stage",
 ]

@@ -40,10 +40,11 @@ from deepfake_cli.training.checkpoint import (
     state_path,
     training_provenance,
 )
-from deepfake_cli.training.config import STAGE_NAMES, TrainConfig, save_config
+from deepfake_cli.training.config import STAGE_NAMES, TrainConfig
 from deepfake_cli.training.data import FacesData
 from deepfake_cli.training.evaluate import validate, validation_samples
 from deepfake_cli.training.runlog import EpochProgress, RunLog, describe_run, epoch_line
+from deepfake_cli.training.settings import save_config
 from deepfake_cli.training.setup import (
     Trainee,
     build_model,

@@ -145,10 +145,12 @@ class EpochProgress:
 
 def describe_run(config: TrainConfig, runtime: distributed.Runtime) -> str:
     """The device, processes, precision and stages of a run, for its first console line."""
-    precision = Precision.choose(config.amp, runtime.device)
+    precision = Precision.choose(config.amp, runtime.device, config.amp_dtype)
     text = f"device {runtime.device}"
     if runtime.distributed:
         text += f" x {runtime.world_size} processes"
+        # distributed.wrap_model converts BatchNorm to SyncBatchNorm on CUDA only.
+        text += ", SyncBatchNorm" if runtime.device.type == "cuda" else ", per-process BatchNorm"
     text += f", {precision.name}"
     stages = " + ".join(
         f"{STAGE_NAMES[s]} {config.stage_config(s).epochs} epochs" for s in config.stages

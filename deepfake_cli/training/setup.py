@@ -81,11 +81,13 @@ class Precision:
     dtype: torch.dtype | None = None
 
     @classmethod
-    def choose(cls, amp: bool | None, device: torch.device) -> Precision:
+    def choose(cls, amp: bool | None, device: torch.device, amp_dtype: str = "auto") -> Precision:
         if amp is None:
             amp = device.type == "cuda"  # AMP on CPU is slower than fp32 on most CPUs
         if not amp:
             return cls(device.type)
+        if amp_dtype != "auto":
+            return cls(device.type, torch.bfloat16 if amp_dtype == "bf16" else torch.float16)
         if device.type == "cuda":
             bf16 = torch.cuda.is_bf16_supported()
             return cls("cuda", torch.bfloat16 if bf16 else torch.float16)
@@ -239,7 +241,7 @@ def build_trainee(
     scheduler = torch.optim.lr_scheduler.StepLR(
         optimizer, step_size=stage_config.lr_step_epochs, gamma=stage_config.lr_gamma
     )
-    precision = Precision.choose(config.amp, device)
+    precision = Precision.choose(config.amp, device, config.amp_dtype)
     # fp16 needs loss scaling against underflowing gradients; bf16 and fp32 do not.
     scaler = torch.amp.GradScaler(device.type, enabled=precision.dtype == torch.float16)
     return Trainee(model, train_model, optimizer, scheduler, scaler, precision, channels_last)
