@@ -160,6 +160,9 @@ def train_and_kill(smoke: Smoke) -> tuple[str, str]:
     detail = f"SIGKILL after epoch {finished} of {smoke.epochs}; {first_line.strip()}"
     if smoke.device == "cuda" and not ("bfloat16" in first_line or "float16" in first_line):
         return "FAIL", detail + " (no autocast on CUDA)"
+    # The first line names the BatchNorm of a distributed run (training/runlog.describe_run).
+    if smoke.device == "cuda" and smoke.processes > 1 and "SyncBatchNorm" not in first_line:
+        return "FAIL", detail + " (several GPUs, but no SyncBatchNorm)"
     return "PASS", detail
 
 

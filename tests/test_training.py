@@ -629,3 +629,20 @@ def test_learns_self_blended_fakes_from_real_faces(tmp_path, one_thread):
     ]
     info = read_weights_info(result.best)
     assert info.provenance.metrics["val_video_auc"] == pytest.approx(result.best_metric)
+
+
+def test_amp_dtype_chooses_the_autocast_dtype_and_the_first_line_names_the_batch_norm():
+    from deepfake_cli.training.distributed import Runtime
+    from deepfake_cli.training.runlog import describe_run
+    from deepfake_cli.training.setup import Precision
+
+    cpu = torch.device("cpu")
+    assert Precision.choose(True, cpu, "fp16").dtype == torch.float16
+    assert Precision.choose(True, cpu, "bf16").dtype == torch.bfloat16
+    assert Precision.choose(None, cpu, "fp16").dtype is None  # AMP is off on the CPU by default
+    with pytest.raises(UsageError, match="amp-dtype"):
+        TrainConfig(data="d", out="o", amp_dtype="fp8")
+    config = TrainConfig(data="d", out="o", amp=True, amp_dtype="fp16")
+    line = describe_run(config, Runtime(cpu, rank=0, world_size=2))
+    assert "x 2 processes, per-process BatchNorm, float16" in line
+    assert "BatchNorm" not in describe_run(config, Runtime(cpu))
