@@ -9,7 +9,10 @@ padding, at batch 4. Against it, on the same crops and weights:
   fast bf16 and the first batch shows |delta p| <= 0.01; its default batch size);
 - torch + compile (`--compile`): the same through `torch.compile`, with its compile time;
 - onnxruntime (`--onnx`): the exported inference form in fp32 on onnxruntime's CPU provider,
-  with the export time.
+  with the export time;
+- OpenVINO (when the `openvino` package is installed; not a mattn dependency): the same ONNX
+  file compiled for OpenVINO's CPU plugin, once with inference precision f32 and once with the
+  plugin's default (bf16 on CPUs with AMX), to decide whether a `--backend openvino` pays.
 
 Each line gives seconds per face (best of `--repeats`), the speed-up over the reference and
 max |delta fake_probability| against it. Weights are random (a trained B4 is not shipped),
@@ -160,6 +163,46 @@ def main() -> None:
                 onnx_scorer.score(crops),
                 f"; export {export_s:.1f} s",
             )
+            openvino_rows(
+                exported.path, crops, preprocessing, onnx_scorer.batch_size, report, arguments
+            )
+
+
+def openvino_rows(
+    onnx_path: Path, crops, preprocessing, batch_size: int, report, arguments
+) -> None:
+    """OpenVINO's CPU plugin on the exported file, at f32 and at the plugin's default precision."""
+    try:
+        import openvino
+    except ImportError:
+        print("P0 openvino: not installed (pip install openvino to measure it)")
+        return
+    core = openvino.Core()
+    for hint in ("f32", None):
+        config = {"INFERENCE_PRECISION_HINT": hint} if hint else {}
+        started = time.perf_counter()
+        compiled = core.compile_model(str(onnx_path), "CPU", config)
+        compile_s = time.perf_counter() - started
+        precision = hint or compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+
+        def score(compiled=compiled) -> np.ndarray:
+            results = []
+            for start in range(0, len(crops), batch_size):
+                batch = normalize_crops(
+                    crops[start : start + batch_size], preprocessing.mean, preprocessing.std
+                )
+                logits = compiled(batch.numpy())[0]  # (B, 2)
+                results.append(fake_probabilities(torch.from_numpy(np.asarray(logits))))
+            return torch.cat(results).numpy()
+
+        seconds = best_seconds(score, arguments.repeats)
+        label = "default " + precision if hint is None else precision
+        report(
+            f"openvino {openvino.__version__.split('-')[0]} ({label}, batch {batch_size})",
+            seconds,
+            score(),
+            f"; compile {compile_s:.1f} s",
+        )
 
 
 if __name__ == "__main__":

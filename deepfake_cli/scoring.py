@@ -12,7 +12,9 @@ stream while the previous batch runs on the compute stream, and scores stay on t
 the last batch is queued (one device-to-host copy per call, not one wait per batch). Elsewhere
 the same loop runs eagerly.
 
-The onnxruntime backend (`OnnxFaceScorer`) scores with an exported `.onnx` file in fp32.
+The onnxruntime and openvino backends (`OnnxFaceScorer`) score with an exported `.onnx` file:
+onnxruntime in fp32; OpenVINO's CPU plugin in bf16 where the CPU has AMX (its default there),
+under the same guard as torch's bf16, else fp32.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from deepfake_cli.model.inference import inference_form
 from deepfake_cli.model.mat import MATDetector, fake_probabilities
 from deepfake_cli.results import ModelInfo
 
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("torch", "onnxruntime", "openvino")
+#: Backends that run an exported .onnx file (on the CPU).
+ONNX_BACKENDS = ("onnxruntime", "openvino")
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: Largest |fake_probability(bf16) - fake_probability(fp32)| for which bf16 is trusted on CPU.
@@ -199,40 +203,40 @@ class FaceScorer:
 
 
 class OnnxFaceScorer:
-    """Scores crops with an exported `.onnx` detector on onnxruntime's CPU provider, in fp32.
+    """Scores crops with an exported `.onnx` detector on the CPU: onnxruntime or OpenVINO.
 
     The preprocessing and provenance come from the file's mattn metadata (`mattn weights
     export`), so the crops are cut and normalised as for the torch model it came from.
+    onnxruntime runs in fp32. OpenVINO's CPU plugin runs in bf16 on CPUs with AMX (its default
+    there) if the first batch's |delta fake_probability| against its fp32 run is <= 0.01 (the
+    guard of the torch backend), else in fp32.
     """
 
-    def __init__(self, onnx_path: str | Path, *, batch_size: int | None = None) -> None:
-        from deepfake_cli.model.export import (
-            INPUT_NAME,
-            OUTPUT_NAME,
-            metadata_of_session,
-            require_onnx_extra,
-        )
+    def __init__(
+        self, onnx_path: str | Path, *, batch_size: int | None = None, runtime: str = "onnxruntime"
+    ) -> None:
+        from deepfake_cli.model.export import metadata_of_onnx_file, require_onnx_extra
         from deepfake_cli.model.weights import file_sha256
-
-        require_onnx_extra("onnxruntime")
-        import onnxruntime
 
         check_scoring_options(torch.device("cpu"), "fp32", batch_size)
         onnx_path = Path(onnx_path)
+        if runtime == "openvino":
+            require_onnx_extra("onnx", "openvino")
+        else:
+            require_onnx_extra("onnxruntime")
         if not onnx_path.is_file():
             raise WeightsError(f"Weights file {onnx_path} does not exist.")
         try:
-            self.session = onnxruntime.InferenceSession(
-                str(onnx_path), providers=["CPUExecutionProvider"]
-            )
-        except Exception as error:  # onnxruntime raises its own exception types
-            raise UsageError(f"{onnx_path} is not an ONNX model onnxruntime can load.") from error
-        metadata = metadata_of_session(self.session)
+            metadata = metadata_of_onnx_file(onnx_path)
+            # (B, 3, S, S) normalised float32 -> (B, 2) logits, one callable per precision.
+            runs_of = _openvino_runs if runtime == "openvino" else _ort_runs
+            self._runs = runs_of(onnx_path)
+        except Exception as error:  # onnx, onnxruntime and OpenVINO raise their own types
+            raise UsageError(f"{onnx_path} is not an ONNX model {runtime} can load.") from error
         if "preprocessing" not in metadata:
             raise UsageError(
                 f"{onnx_path} has no mattn metadata; export it with `mattn weights export`."
             )
-        self.input_name, self.output_name = INPUT_NAME, OUTPUT_NAME
         self.preprocessing = Preprocessing.from_dict(metadata["preprocessing"])
         self.mean, self.std = self.preprocessing.mean, self.preprocessing.std
         self.input_size = self.preprocessing.input_size
@@ -245,7 +249,11 @@ class OnnxFaceScorer:
         )
         self.decision_threshold = resolve_threshold(provenance.get("decision_threshold"))
         self.device = torch.device("cpu")
-        self.precision_name = "fp32"
+        # Decided on the first batch when there is a reduced precision to try.
+        self.precision_name = "fp32" if len(self._runs) == 1 else "auto"
+
+    def _probabilities(self, batch: np.ndarray, precision: str) -> torch.Tensor:
+        return fake_probabilities(torch.from_numpy(np.asarray(self._runs[precision](batch))))
 
     def score(self, crops: np.ndarray) -> np.ndarray:
         """(N, S, S, 3) uint8 crops at the model's input size -> (N,) fake probabilities."""
@@ -253,10 +261,39 @@ class OnnxFaceScorer:
             return np.zeros((0,), dtype=np.float32)
         results = []
         for batch_crops in batches_of(crops, self.input_size, self.batch_size):
-            batch = normalize_crops(batch_crops, self.mean, self.std)
-            (logits,) = self.session.run([self.output_name], {self.input_name: batch.numpy()})
-            results.append(fake_probabilities(torch.from_numpy(logits)))
+            batch = normalize_crops(batch_crops, self.mean, self.std).numpy()
+            if self.precision_name == "auto":
+                reference = self._probabilities(batch, "fp32")
+                reduced = self._probabilities(batch, "bf16")
+                keeps_verdicts = float((reduced - reference).abs().max()) <= BF16_TOLERANCE
+                self.precision_name = "bf16" if keeps_verdicts else "fp32"
+                self._runs = {self.precision_name: self._runs[self.precision_name]}
+                results.append(reference)
+                continue
+            results.append(self._probabilities(batch, self.precision_name))
         return torch.cat(results).numpy()
+
+
+def _ort_runs(onnx_path: Path) -> dict:
+    import onnxruntime
+
+    from deepfake_cli.model.export import INPUT_NAME, OUTPUT_NAME
+
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    return {"fp32": lambda batch: session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]}
+
+
+def _openvino_runs(onnx_path: Path) -> dict:
+    import openvino
+
+    core = openvino.Core()
+    runs = {}
+    for precision, hint in (("fp32", "f32"), ("bf16", "bf16")):
+        if precision == "bf16" and not cpu_has_fast_bf16():
+            break
+        compiled = core.compile_model(str(onnx_path), "CPU", {"INFERENCE_PRECISION_HINT": hint})
+        runs[precision] = lambda batch, compiled=compiled: compiled(batch)[0]
+    return runs
 
 
 #: The threshold for weights that record no calibrated one.
@@ -279,7 +316,8 @@ def batches_of(crops: np.ndarray, input_size: int, batch_size: int) -> Iterator[
 
 
 def resolve_backend(backend: str, weights_path: Path, device: torch.device, precision: str) -> str:
-    """`auto` | `torch` | `onnxruntime` -> the backend that will score, or a UsageError."""
+    """`auto` | `torch` | `onnxruntime` | `openvino` -> the backend that will score, or a
+    UsageError."""
     is_onnx = weights_path.suffix.lower() == ".onnx"
     if backend == "auto":
         backend = "onnxruntime" if is_onnx else "torch"
@@ -287,16 +325,18 @@ def resolve_backend(backend: str, weights_path: Path, device: torch.device, prec
         raise UsageError(f"Unknown backend {backend!r}; use auto, {', '.join(BACKENDS)}.")
     if backend == "torch" and is_onnx:
         raise UsageError(f"{weights_path} is an ONNX file; score it with --backend onnxruntime.")
-    if backend == "onnxruntime":
+    if backend in ONNX_BACKENDS:
         if not is_onnx:
             raise UsageError(
-                "--backend onnxruntime scores an exported .onnx file; make one with "
+                f"--backend {backend} scores an exported .onnx file; make one with "
                 f"`mattn weights export {weights_path} OUT.onnx` and pass it as --weights."
             )
         if device.type != "cpu":
-            raise UsageError("--backend onnxruntime runs on the CPU; use --device cpu or auto.")
+            raise UsageError(f"--backend {backend} runs on the CPU; use --device cpu or auto.")
         if precision not in ("auto", "fp32"):
-            raise UsageError("--backend onnxruntime scores in fp32; use --precision auto or fp32.")
+            raise UsageError(
+                f"--backend {backend} chooses its own precision; use --precision auto or fp32."
+            )
     return backend
 
 
@@ -310,8 +350,8 @@ def open_scorer(
     compile: bool = False,
 ) -> FaceScorer | OnnxFaceScorer:
     """The scorer for a resolved backend: the torch detector or an onnxruntime session."""
-    if backend == "onnxruntime":
-        return OnnxFaceScorer(weights_path, batch_size=batch_size)
+    if backend in ONNX_BACKENDS:
+        return OnnxFaceScorer(weights_path, batch_size=batch_size, runtime=backend)
     from deepfake_cli.model.weights import load_detector
 
     model = load_detector(weights_path, device=device)

@@ -251,12 +251,33 @@ def test_export_command_and_the_onnxruntime_backend_give_the_torch_verdicts(
     # An .onnx file picks the onnxruntime backend by itself; naming it gives the same.
     assert abs(_scan_probability(onnx_path) - torch_probability) <= 1e-3
     assert abs(_scan_probability(onnx_path, "--backend", "onnxruntime") - torch_probability) <= 1e-3
+    if importlib.util.find_spec("openvino") is not None:
+        # OpenVINO: fp32, or bf16 on AMX CPUs when the first batch keeps |delta p| <= 0.01.
+        openvino_probability = _scan_probability(onnx_path, "--backend", "openvino")
+        assert abs(openvino_probability - torch_probability) <= 0.01
+
+
+def test_the_openvino_backend_without_its_extra_says_what_to_install(
+    weights_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "openvino" else real_find_spec(name, *args),
+    )
+    onnx_path = tmp_path / "model.onnx"
+    onnx_path.write_bytes(b"not read")
+    result = _invoke(["scan", str(CLIP), "--weights", str(onnx_path), "--backend", "openvino"])
+    assert result.exit_code == 2, result.output
+    assert "pip install 'mattn[openvino]'" in result.output and "Traceback" not in result.output
 
 
 @pytest.mark.parametrize(
     ("backend", "suffix", "message"),
     [
         ("onnxruntime", ".safetensors", "scores an exported .onnx file"),
+        ("openvino", ".safetensors", "--backend openvino scores an exported .onnx file"),
         ("torch", ".onnx", "is an ONNX file; score it with --backend onnxruntime"),
         ("tensorrt", ".safetensors", "Unknown backend"),
     ],

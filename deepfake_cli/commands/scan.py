@@ -111,7 +111,8 @@ def scan_command(
     backend: Annotated[
         str,
         typer.Option(
-            help="auto (onnxruntime for an .onnx --weights, else torch), torch or onnxruntime."
+            help="auto (onnxruntime for an .onnx --weights, else torch), torch, onnxruntime "
+            "or openvino (an .onnx --weights on OpenVINO's CPU plugin)."
         ),
     ] = "auto",
     compile_model: Annotated[

@@ -36,6 +36,7 @@ OUTPUT_NAME = "logits"
 #: Metadata keys in the ONNX file (JSON values where the value is structured).
 METADATA_PREFIX = "mattn."
 ONNX_EXTRA_HINT = "install the ONNX extra: pip install 'mattn[onnx]'"
+OPENVINO_EXTRA_HINT = "install the OpenVINO extra: pip install 'mattn[openvino]'"
 
 
 @dataclass(frozen=True)
@@ -55,9 +56,8 @@ def require_onnx_extra(*modules: str) -> None:
 
     missing = [name for name in modules if importlib.util.find_spec(name) is None]
     if missing:
-        raise UsageError(
-            f"This needs {', '.join(missing)}, which is not installed; {ONNX_EXTRA_HINT}."
-        )
+        hint = OPENVINO_EXTRA_HINT if "openvino" in missing else ONNX_EXTRA_HINT
+        raise UsageError(f"This needs {', '.join(missing)}, which is not installed; {hint}.")
 
 
 def export_onnx(
@@ -181,8 +181,19 @@ def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
     return metadata_of_session(session)
 
 
+def metadata_of_onnx_file(path: str | Path) -> dict[str, Any]:
+    """mattn's metadata of an exported file, read without its weights (external data)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return _mattn_metadata({entry.key: entry.value for entry in model.metadata_props})
+
+
 def metadata_of_session(session: Any) -> dict[str, Any]:
-    raw = session.get_modelmeta().custom_metadata_map
+    return _mattn_metadata(session.get_modelmeta().custom_metadata_map)
+
+
+def _mattn_metadata(raw: dict[str, str]) -> dict[str, Any]:
     metadata: dict[str, Any] = {}
     for key, value in raw.items():
         if not key.startswith(METADATA_PREFIX):
