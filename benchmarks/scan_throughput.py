@@ -386,7 +386,7 @@ def main() -> None:
         "--backends",
         type=lambda text: text.split(","),
         default=["torch", "onnxruntime"],
-        help="comma-separated: torch, onnxruntime",
+        help="comma-separated: torch, onnxruntime, openvino",
     )
     parser.add_argument(
         "--batch-sizes", default="1,2,4,8,16", help="tried for the detector-only floor"
@@ -431,13 +431,13 @@ def run(arguments: argparse.Namespace, work_folder: Path) -> None:
         )
 
     onnx_weights = None
-    if "onnxruntime" in arguments.backends:
+    if {"onnxruntime", "openvino"} & set(arguments.backends):
         from deepfake_cli.model.export import export_onnx
 
         onnx_weights = export_onnx(weights, work_folder / "bench.onnx").path
 
     def make_scorer(backend: str, batch_size: int | None = None):
-        if backend == "onnxruntime":
+        if backend in ("onnxruntime", "openvino"):
             return open_scorer(onnx_weights, backend=backend, device=device, batch_size=batch_size)
         return open_scorer(
             weights,
@@ -497,7 +497,7 @@ def run(arguments: argparse.Namespace, work_folder: Path) -> None:
                     detector_only(
                         lambda size, backend=backend, precision=chosen_precision: (
                             make_scorer(backend, size)
-                            if backend == "onnxruntime"
+                            if backend in ("onnxruntime", "openvino")
                             else open_scorer(
                                 weights,
                                 backend=backend,
