@@ -165,8 +165,9 @@ def default_min_face_px(input_size: int, margin_ratio: float) -> int:
     The model's crop is `margin_ratio` times the face box's longer side, resized to
     `input_size`; a face whose shorter side is at least `input_size / (margin_ratio *
     MAX_UPSCALE)` is therefore enlarged at most `MAX_UPSCALE` times. 49 px for the authors'
-    380 px EfficientNet-B4; for small inputs (the 64 px demo model) the smallest face worth
-    looking for at all, `faces.MIN_FACE_FLOOR` (20 px).
+    380 px EfficientNet-B4, 24 px for the bundled 160 px model; for small inputs (the 64 px
+    demo model of tests/data) the smallest face worth looking for at all,
+    `faces.MIN_FACE_FLOOR` (20 px).
     """
     # Imported here: importing this module (as the CLI does to check options) loads no torch.
     from deepfake_cli.faces import MIN_FACE_FLOOR

@@ -32,9 +32,9 @@ def test_bundled_weights_match_their_recorded_sha256_and_config():
     assert resolve_weights_path(None) == BUNDLED
     info = read_weights_info(BUNDLED)
     assert info.provenance.demo is True
-    assert info.provenance.name == "mattn-demo-b0"
+    assert info.provenance.name == "mattn-sbi-b0-160"
     assert info.config.backbone == "efficientnet-b0" and info.config.variant == "mat"
-    assert info.preprocessing.input_size == info.config.input_size == 64
+    assert info.preprocessing.input_size == info.config.input_size == 160
     model = load_detector(BUNDLED)
     assert not model.training and model.weights_sha256 == DEFAULT_WEIGHTS_SHA256
 
@@ -75,7 +75,7 @@ def test_readme_first_command_judges_the_examples(tmp_path, monkeypatch):
     assert real["persons"][0]["frames"] == real["frames_used"] == 32
     for row in (real, fake):
         assert row["model"] == {
-            "name": "mattn-demo-b0",
+            "name": "mattn-sbi-b0-160",
             "sha256": DEFAULT_WEIGHTS_SHA256,
             "demo": True,
         }

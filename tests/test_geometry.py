@@ -30,13 +30,15 @@ from deepfake_cli.model.weights import (
     load_detector,
     read_preprocessing,
     read_weights_info,
-    resolve_weights_path,
 )
 from deepfake_cli.training import evaluate as evaluate_module
 from deepfake_cli.training.protocols import select_videos
 from tests.test_weights import authors_checkpoint
 
 CARPHONE = Path(__file__).parent / "data" / "carphone_pristine.mp4"
+# A trained B0 at 64 px (the earlier bundled demo model): small and fast, and its scores move
+# with the crop, which a freshly initialised network's do not.
+DEMO_WEIGHTS = Path(__file__).parent / "data" / "mattn-demo-b0.safetensors"
 # Frames per video, as scan --frames and extract-faces --frames sample them.
 FRAMES = 16
 runner = CliRunner()
@@ -52,9 +54,9 @@ def one_torch_thread():
 
 @pytest.fixture(scope="module")
 def authors_weights(tmp_path_factory) -> Path:
-    """The bundled demo model's tensors (a trained B0 at 64 px, so its scores move with the
+    """The demo model's tensors (a trained B0 at 64 px, so its scores move with the
     crop) saved in the authors' checkpoint format, imported with the default geometry."""
-    model = load_detector(resolve_weights_path(None))
+    model = load_detector(DEMO_WEIGHTS)
     folder = tmp_path_factory.mktemp("authors")
     checkpoint = authors_checkpoint(model, folder / "authors.pth")
     output = folder / "imported.safetensors"
@@ -208,8 +210,8 @@ def test_the_old_centre_cut_does_not_match(tmp_path, authors_weights, dataset, s
 
 
 def test_a_mattn_model_with_its_own_margin_matches_too(tmp_path, dataset):
-    """The bundled demo model (margin 1.0805): extract-faces --weights, then evaluate = scan."""
-    weights = resolve_weights_path(None)
+    """The demo model (margin 1.0805): extract-faces --weights, then evaluate = scan."""
+    weights = DEMO_WEIGHTS
     scanned_demo = scan(dataset, weights)
     faces = extract(dataset, tmp_path / "faces", weights=weights)
     video = evaluated_video(faces, weights)

@@ -64,7 +64,7 @@ MATTN_EPILOG = epilog(
         "mattn COMMAND --help",
     ],
     notes=[
-        f"--weights falls back to ${WEIGHTS_ENV}, then to the bundled demo model. "
+        f"--weights falls back to ${WEIGHTS_ENV}, then to the bundled default model. "
         "Shell completion: mattn --install-completion."
     ],
 )

@@ -65,8 +65,8 @@ def scan_command(
         int | None,
         typer.Option(
             help="Persons whose face is smaller (pixels, shorter side of the face box inside "
-            "the frame) are reported, not judged (default: from the model's input size; 20 for "
-            "the demo model, 49 for a 380 px one).",
+            "the frame) are reported, not judged (default: from the model's input size; 24 for "
+            "the bundled 160 px model, 49 for a 380 px one).",
             show_default=False,
         ),
     ] = None,

@@ -46,7 +46,7 @@ IMPORT_EPILOG = epilog(
 )
 INFO_EPILOG = epilog(
     [
-        "mattn weights info weights/mattn-demo-b0.safetensors",
+        "mattn weights info weights/mat-b4-ffpp.safetensors",
         "mattn weights info runs/b4/best.safetensors --json | jq .provenance",
     ]
 )

@@ -262,8 +262,8 @@ def load_detector(path: str | Path, device: str | torch.device = "cpu") -> MATDe
 
 #: The default model shipped inside the package (`deepfake_cli/bundled/`), and its sha256
 #: (checked at load time, so a corrupted or swapped file is refused).
-DEFAULT_WEIGHTS_NAME = "mattn-demo-b0.safetensors"
-DEFAULT_WEIGHTS_SHA256 = "0a46518b6045cb36f133b31d660d4271bb1e97527bedddf74f6b837d0a298acb"
+DEFAULT_WEIGHTS_NAME = "mattn-sbi-b0-160.safetensors"
+DEFAULT_WEIGHTS_SHA256 = "323afb559ee85fbe0ac9713eb10a1cb99ce6e0a88ef6df2ab91ad4b1397610ad"
 
 
 def bundled_weights_dir() -> Path:
@@ -274,7 +274,7 @@ def bundled_weights_dir() -> Path:
 
 
 def resolve_weights_path(weights: str | Path | None) -> Path:
-    """`weights` if given, else the bundled demo model (sha256-checked).
+    """`weights` if given, else the bundled default model (sha256-checked).
 
     The command line fills `weights` from `--weights`, else from $MATTN_WEIGHTS (declared on the
     option, so `--help` shows it); domain code never reads the environment.

@@ -42,7 +42,7 @@ AMP_DTYPES = ("auto", "bf16", "fp16")
 #: Named sets of defaults (`--preset`). "from-scratch": what a backbone without ImageNet
 #: weights needs to learn in a short run: BatchNorm statistics that settle within a few hundred
 #: steps (momentum 0.1, not EfficientNet's 0.01), and learning rates above the paper's 1e-4
-#: (1e-3 for the stage-1 classifier, 3e-4 for the MAT), as the bundled demo model was trained.
+#: (1e-3 for the stage-1 classifier, 3e-4 for the MAT), as mattn's bundled models were trained.
 PRESETS: dict[str, dict[str, Any]] = {
     "from-scratch": {"bn_momentum": 0.1, "stage1": {"lr": 1e-3}, "stage2": {"lr": 3e-4}},
 }
