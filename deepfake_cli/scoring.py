@@ -223,7 +223,7 @@ class OnnxFaceScorer:
         if runtime == "openvino":
             require_onnx_extra("onnx", "openvino")
         else:
-            require_onnx_extra("onnxruntime")
+            require_onnx_extra("onnx", "onnxruntime")  # onnx reads the metadata
         if not onnx_path.is_file():
             raise WeightsError(f"Weights file {onnx_path} does not exist.")
         try:
