@@ -14,6 +14,34 @@ import torch  # noqa: E402
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+def save_tiny_weights(path, *, seed: int = 0):
+    """A randomly initialised MAT B0 at 64 px saved as mattn weights ("tiny-test", demo): the
+    pipeline's logic, not its verdicts. The same seed gives the same file."""
+    from deepfake_cli.model import (
+        MATConfig,
+        Preprocessing,
+        Provenance,
+        build_detector,
+        save_weights,
+    )
+
+    torch.manual_seed(seed)
+    model = build_detector(MATConfig(backbone="efficientnet-b0", input_size=64))
+    save_weights(
+        model,
+        path,
+        preprocessing=Preprocessing(input_size=64),
+        provenance=Provenance(name="tiny-test", demo=True),
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory):
+    """`save_tiny_weights` once per test module."""
+    return save_tiny_weights(tmp_path_factory.mktemp("weights") / "tiny.safetensors")
+
+
 @pytest.fixture
 def tiny_config():
     from deepfake_cli.model.config import MATConfig

@@ -17,7 +17,6 @@ import torch
 
 from deepfake_cli.faces import FaceDetector
 from deepfake_cli.frame_reader import FrameReader
-from deepfake_cli.model import MATConfig, Preprocessing, Provenance, build_detector, save_weights
 from deepfake_cli.model.weights import load_detector
 from deepfake_cli.results import VideoResult
 from deepfake_cli.scan import ScanOptions, VideoScanner
@@ -56,17 +55,8 @@ def paths(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def scorer(tmp_path_factory: pytest.TempPathFactory) -> FaceScorer:
-    torch.manual_seed(0)
-    model = build_detector(MATConfig(backbone="efficientnet-b0", input_size=64))
-    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    save_weights(
-        model,
-        path,
-        preprocessing=Preprocessing(input_size=64),
-        provenance=Provenance(name="tiny-test", demo=True),
-    )
-    return FaceScorer(load_detector(path), precision="fp32")
+def scorer(tiny_weights: Path) -> FaceScorer:
+    return FaceScorer(load_detector(tiny_weights), precision="fp32")
 
 
 class RecordingDetector:

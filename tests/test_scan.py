@@ -30,7 +30,6 @@ from deepfake_cli.errors import UsageError
 from deepfake_cli.faces import FaceDetector
 from deepfake_cli.frame_reader import FrameReader
 from deepfake_cli.inputs import expand_inputs
-from deepfake_cli.model import MATConfig, Preprocessing, Provenance, build_detector, save_weights
 from deepfake_cli.model.weights import load_detector
 from deepfake_cli.results import VideoResult
 from deepfake_cli.scan import ScanOptions, VideoScanner, scan_batch
@@ -184,18 +183,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 # --- models, loaded once ----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = build_detector(MATConfig(backbone="efficientnet-b0", input_size=64))
-    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    save_weights(
-        model,
-        path,
-        preprocessing=Preprocessing(input_size=64),
-        provenance=Provenance(name="tiny-test", demo=True),
-    )
-    return path
+# `tiny_weights` (a random MAT B0 at 64 px) comes from conftest.py.
 
 
 @pytest.fixture(scope="module")
