@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from deepfake_cli.decode_process import DecodeProcess
 from deepfake_cli.errors import UsageError, VideoError
+from deepfake_cli.stills import read_video_or_still
 from deepfake_cli.video import ReadOptions, SampledFrames
 
 if TYPE_CHECKING:
@@ -240,12 +241,13 @@ def open_frame_reader(
 ) -> FrameReader:
     """The scan's decode step for a device: the one place it is chosen.
 
-    Today every device decodes on the CPU (decord or PyAV, `video.read_frames`) in `workers`
-    killable processes (None: `default_decode_workers`). A hardware decoder for a device would be
-    chosen here, behind the same `read_ahead` interface.
+    Today every device decodes on the CPU (decord or PyAV, `video.read_frames`; a still photo is
+    a one-frame video, `stills.read_video_or_still`) in `workers` killable processes (None:
+    `default_decode_workers`). A hardware decoder for a device would be chosen here, behind the
+    same `read_ahead` interface.
     """
     if workers is None:
         workers = default_decode_workers(device_type)
     if workers < 1:
         raise UsageError("--decode-workers must be at least 1.")
-    return FrameReader(timeout_s=timeout_s, workers=workers)
+    return FrameReader(timeout_s=timeout_s, workers=workers, decode_function=read_video_or_still)

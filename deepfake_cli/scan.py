@@ -96,7 +96,11 @@ class VideoScanner(VideoJudge):
         started here and stopped at the end.
         """
         if reader is None:
-            with FrameReader(timeout_s=self.options.timeout_s, workers=self.decode_workers) as own:
+            # The scan's one decode step (`open_frame_reader`): videos, and stills as one frame.
+            own_reader = open_frame_reader(
+                "cpu", timeout_s=self.options.timeout_s, workers=self.decode_workers
+            )
+            with own_reader as own:
                 yield from self.scan_many(paths, own)
             return
         options = self.options

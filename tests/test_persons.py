@@ -27,7 +27,6 @@ from tests.test_scan import carphone_frames, invoke, scan_paths, write_video
 # test_scan's models and thread setting, loaded once for this module too (pytest finds
 # fixtures by the names they have here).
 one_torch_thread = test_scan.one_torch_thread
-tiny_weights = test_scan.tiny_weights
 scorer = test_scan.scorer
 face_detector = test_scan.face_detector
 

@@ -771,3 +771,11 @@ def test_cli_unreadable_weights_exit_2_with_one_sentence(media, tmp_path: Path) 
         assert_no_traceback(result)
         assert result.stdout == ""  # no half-written JSON array
         assert result.stderr.startswith("mattn: ") and message in " ".join(result.stderr.split())
+
+
+def test_a_still_photo_is_judged_as_a_one_frame_video(make_scanner) -> None:
+    path = str(GRACE_HOPPER)
+    result = scan_paths(make_scanner(), [path])[path]
+    assert result.status == "ok", result.error
+    assert result.frames_used == 1 and len(result.persons) == 1
+    assert result.fake_probability is not None
