@@ -215,7 +215,7 @@ class OnnxFaceScorer:
     def __init__(
         self, onnx_path: str | Path, *, batch_size: int | None = None, runtime: str = "onnxruntime"
     ) -> None:
-        from deepfake_cli.model.export import metadata_of_onnx_file, require_onnx_extra
+        from deepfake_cli.model.export import require_onnx_extra
         from deepfake_cli.model.weights import file_sha256
 
         check_scoring_options(torch.device("cpu"), "fp32", batch_size)
@@ -223,14 +223,13 @@ class OnnxFaceScorer:
         if runtime == "openvino":
             require_onnx_extra("onnx", "openvino")
         else:
-            require_onnx_extra("onnx", "onnxruntime")  # onnx reads the metadata
+            require_onnx_extra("onnxruntime")
         if not onnx_path.is_file():
             raise WeightsError(f"Weights file {onnx_path} does not exist.")
         try:
-            metadata = metadata_of_onnx_file(onnx_path)
             # (B, 3, S, S) normalised float32 -> (B, 2) logits, one callable per precision.
             runs_of = _openvino_runs if runtime == "openvino" else _ort_runs
-            self._runs = runs_of(onnx_path)
+            self._runs, metadata = runs_of(onnx_path)
         except Exception as error:  # onnx, onnxruntime and OpenVINO raise their own types
             raise UsageError(f"{onnx_path} is not an ONNX model {runtime} can load.") from error
         if "preprocessing" not in metadata:
@@ -274,17 +273,23 @@ class OnnxFaceScorer:
         return torch.cat(results).numpy()
 
 
-def _ort_runs(onnx_path: Path) -> dict:
+def _ort_runs(onnx_path: Path) -> tuple[dict, dict]:
+    """The session's one fp32 run, and mattn's metadata as the session read it."""
     import onnxruntime
 
-    from deepfake_cli.model.export import INPUT_NAME, OUTPUT_NAME
+    from deepfake_cli.model.export import INPUT_NAME, OUTPUT_NAME, metadata_of_session
 
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    return {"fp32": lambda batch: session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]}
+    runs = {"fp32": lambda batch: session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]}
+    return runs, metadata_of_session(session)
 
 
-def _openvino_runs(onnx_path: Path) -> dict:
+def _openvino_runs(onnx_path: Path) -> tuple[dict, dict]:
+    """OpenVINO's fp32 run and, on AMX CPUs, its bf16 run; mattn's metadata, read by onnx
+    (OpenVINO does not expose an ONNX file's metadata properties)."""
     import openvino
+
+    from deepfake_cli.model.export import metadata_of_onnx_file
 
     core = openvino.Core()
     runs = {}
@@ -293,7 +298,7 @@ def _openvino_runs(onnx_path: Path) -> dict:
             break
         compiled = core.compile_model(str(onnx_path), "CPU", {"INFERENCE_PRECISION_HINT": hint})
         runs[precision] = lambda batch, compiled=compiled: compiled(batch)[0]
-    return runs
+    return runs, metadata_of_onnx_file(onnx_path)
 
 
 #: The threshold for weights that record no calibrated one.

@@ -197,17 +197,22 @@ def test_an_onnx_file_without_mattn_metadata_is_refused(exported, tmp_path: Path
         OnnxFaceScorer(garbage)
 
 
+def hide_module(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Make `name` look not installed to `importlib.util.find_spec` (how extras are checked)."""
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda module, *args: None if module == name else real_find_spec(module, *args),
+    )
+
+
 def test_a_missing_extra_is_one_sentence_naming_it(
     weights_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from deepfake_cli.model import export
 
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util,
-        "find_spec",
-        lambda name, *args: None if name == "onnxruntime" else real_find_spec(name, *args),
-    )
+    hide_module(monkeypatch, "onnxruntime")
     with pytest.raises(UsageError, match=r"onnxruntime.*pip install 'mattn\[onnx\]'"):
         export.export_onnx(weights_file, tmp_path / "out.onnx")
     assert not (tmp_path / "out.onnx").exists()
@@ -260,12 +265,7 @@ def test_export_command_and_the_onnxruntime_backend_give_the_torch_verdicts(
 def test_the_openvino_backend_without_its_extra_says_what_to_install(
     weights_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util,
-        "find_spec",
-        lambda name, *args: None if name == "openvino" else real_find_spec(name, *args),
-    )
+    hide_module(monkeypatch, "openvino")
     onnx_path = tmp_path / "model.onnx"
     onnx_path.write_bytes(b"not read")
     result = _invoke(["scan", str(CLIP), "--weights", str(onnx_path), "--backend", "openvino"])
@@ -300,12 +300,7 @@ def test_scan_on_onnxruntime_without_the_extra_says_what_to_install(
 ) -> None:
     onnx_path = tmp_path / "model.onnx"
     onnx_path.write_bytes(b"never read: the extra is checked first")
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util,
-        "find_spec",
-        lambda name, *args: None if name == "onnxruntime" else real_find_spec(name, *args),
-    )
+    hide_module(monkeypatch, "onnxruntime")
     result = _invoke(["scan", str(CLIP), "--weights", str(onnx_path), "--quiet"])
     assert result.exit_code == 2
     assert "pip install 'mattn[onnx]'" in result.output
