@@ -19,6 +19,7 @@ torch-backed stages (faces, crops, scoring) are imported where they are first us
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -103,14 +104,12 @@ class VideoScanner(VideoJudge):
             with own_reader as own:
                 yield from self.scan_many(paths, own)
             return
-        options = self.options
-        decoding = reader.read_ahead(
-            paths,
-            ahead=max(reader.workers, self.video_batch),
-            count=options.frames,
-            start_s=options.start_s,
-            end_s=options.end_s,
-        )
+        yield from self.judge_decoding(decode_ahead(reader, paths, self.options, self.video_batch))
+
+    def judge_decoding(
+        self, decoding: Iterable[tuple[str, PendingFrames]]
+    ) -> Iterator[VideoResult]:
+        """Judge videos as `decode_ahead` hands them out; the results come in its order."""
         groups = self._decoded_groups(decoding)
         if not self.overlap_scoring:
             for group in groups:
@@ -194,6 +193,27 @@ class VideoScanner(VideoJudge):
         return _in_order(order, finished)
 
 
+def decode_ahead(
+    reader: FrameReader, paths: Sequence[str], options: ScanOptions, video_batch: int
+) -> Iterator[tuple[str, PendingFrames]]:
+    """Each path with its pending frames, in order, `max(workers, video_batch)` videos ahead.
+
+    The first requests are sent now rather than when the first video is asked for, so that
+    `mattn scan` decodes its first videos while the models load.
+    """
+    decoding = reader.read_ahead(
+        paths,
+        ahead=max(reader.workers, video_batch),
+        count=options.frames,
+        start_s=options.start_s,
+        end_s=options.end_s,
+    )
+    first = next(decoding, None)  # sends the first `ahead + 1` requests
+    if first is None:
+        return iter(())
+    return itertools.chain([first], decoding)
+
+
 def _take(group: _Group) -> _Group:
     """The group's items, leaving the list empty: its frames live only as long as the caller's."""
     items = list(group)
@@ -217,17 +237,34 @@ def scan_batch(
     reader: FrameReader | None = None,
 ) -> None:
     """Scan every path, reporting each result through `on_result` (one bad file never stops it)."""
-    for argument, reason in problems:
-        on_result(scanner.failed(argument, reason, time.perf_counter()))
-    readable = []
+    readable, problems = readable_paths(paths, problems)
+    report_problems(scanner, problems, on_result)
+    for result in scanner.scan_many(readable, reader):
+        on_result(result)
+
+
+def readable_paths(
+    paths: Sequence[str], problems: Sequence[tuple[str, str]]
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """The paths that name a readable file, and `problems` with the others' reasons added."""
+    readable, problems = [], list(problems)
     for path in paths:
         reason = missing_file_reason(path)
         if reason:
-            on_result(scanner.failed(path, reason, time.perf_counter()))
+            problems.append((path, reason))
         else:
             readable.append(path)
-    for result in scanner.scan_many(readable, reader):
-        on_result(result)
+    return readable, problems
+
+
+def report_problems(
+    scanner: VideoJudge,
+    problems: Sequence[tuple[str, str]],
+    on_result: Callable[[VideoResult], None],
+) -> None:
+    """An error result for each (argument, reason): inputs that were never a readable file."""
+    for argument, reason in problems:
+        on_result(scanner.failed(argument, reason, time.perf_counter()))
 
 
 # --- the whole `mattn scan` ------------------------------------------------------------------
@@ -328,13 +365,16 @@ def run_scan(request: ScanRequest) -> int:
     options = request.options
     if request.report_dir is not None and not options.details:
         options = replace(options, details=True)
-    # The decoding workers start now, so their start-up overlaps loading the models.
+    readable, problems = readable_paths(paths, problems)
+    video_batch = request.video_batch or default_video_batch(device.type)
+    # The decoding workers start now and decode the first videos while the models load.
     with (
         sink,
         open_frame_reader(
             device.type, timeout_s=request.options.timeout_s, workers=request.decode_workers
         ) as reader,
     ):
+        decoding = decode_ahead(reader, readable, options, video_batch)
         scorer = open_scorer(
             weights_path,
             backend=backend,
@@ -347,7 +387,7 @@ def run_scan(request: ScanRequest) -> int:
             scorer,
             FaceDetector(device=device),
             options,
-            video_batch=request.video_batch or default_video_batch(device.type),
+            video_batch=video_batch,
             decode_workers=reader.workers,
         )
         results = []
@@ -360,7 +400,9 @@ def run_scan(request: ScanRequest) -> int:
                 sink.write(result)
                 progress.advance(result.path)
 
-            scan_batch(scanner, paths, problems, on_result, reader)
+            report_problems(scanner, problems, on_result)
+            for result in scanner.judge_decoding(decoding):
+                on_result(result)
     if request.report_dir is not None:
         from deepfake_cli.report.html import write_reports
 
