@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import pickle
+import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from deepfake_cli.commands import app
@@ -15,6 +20,7 @@ from deepfake_cli.model.authors import import_authors_checkpoint
 from deepfake_cli.model.config import MATConfig, Preprocessing, Provenance
 from deepfake_cli.model.mat import build_detector
 from deepfake_cli.model.weights import (
+    canonical_safetensors,
     load_detector,
     read_weights_info,
     save_weights,
@@ -197,3 +203,39 @@ def test_stage_one_checkpoint_imports_as_backbone_classifier(tmp_path):
     images = torch.randn(1, 3, 96, 96)
     with torch.no_grad():
         assert imported(images).shape == (1, 2)
+
+
+# Each save in a process of its own: safetensors orders the metadata by a per-process hash seed.
+SAVE_IN_A_CHILD = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from conftest import save_tiny_weights
+save_tiny_weights(sys.argv[2])
+"""
+
+
+def test_the_same_model_saved_twice_gives_the_same_bytes(tmp_path):
+    """The build of the bundled default is checked with `cmp`: equal contents, equal files."""
+    paths = [tmp_path / f"save-{number}.safetensors" for number in range(3)]
+    for path in paths:
+        subprocess.run(
+            [sys.executable, "-c", SAVE_IN_A_CHILD, str(Path(__file__).parent), str(path)],
+            check=True,
+        )
+    assert paths[0].read_bytes() == paths[1].read_bytes() == paths[2].read_bytes()
+    model = load_detector(paths[0])
+    assert model.provenance.name == "tiny-test"
+
+
+def test_canonical_header_keeps_every_tensor_and_entry(tmp_path, legacy_model):
+    path = save_weights(legacy_model, tmp_path / "model.safetensors")
+    data = path.read_bytes()
+    assert canonical_safetensors(data) == data  # what save_weights wrote is canonical already
+    (header_length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + header_length])
+    assert list(header["__metadata__"]) == sorted(header["__metadata__"])
+    offsets = [entry["data_offsets"] for key, entry in header.items() if key != "__metadata__"]
+    assert offsets == sorted(offsets)
+    loaded = load_file(path)
+    for key, tensor in legacy_model.state_dict().items():
+        assert torch.equal(loaded[key], tensor)

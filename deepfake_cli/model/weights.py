@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from deepfake_cli.errors import WeightsError
 from deepfake_cli.files import PendingFile
@@ -108,8 +109,26 @@ def save_weights(
         metadata[key] = value
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with PendingFile(path) as pending:
-        save_file(state, str(pending.temporary), metadata=metadata)
+        pending.temporary.write_bytes(canonical_safetensors(save(state, metadata=metadata)))
     return Path(path)
+
+
+def canonical_safetensors(data: bytes) -> bytes:
+    """A .safetensors file's bytes with its header in one fixed order.
+
+    safetensors writes the metadata from a Rust HashMap, whose order changes from one process
+    to the next, so the same model and metadata gave files that differ in their header. Here
+    the metadata keys are sorted and the tensors listed in the order of their data, so equal
+    contents give equal bytes (the bundled default can be rebuilt and compared with `cmp`).
+    """
+    (header_length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + header_length])
+    metadata = header.pop("__metadata__", None)
+    ordered = {"__metadata__": dict(sorted(metadata.items()))} if metadata else {}
+    ordered.update(sorted(header.items(), key=lambda item: item[1]["data_offsets"]))
+    header_bytes = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
+    header_bytes += b" " * (-len(header_bytes) % 8)  # the tensor data stays 8-byte aligned
+    return struct.pack("<Q", len(header_bytes)) + header_bytes + data[8 + header_length :]
 
 
 def default_preprocessing(config: MATConfig) -> Preprocessing:
@@ -263,7 +282,7 @@ def load_detector(path: str | Path, device: str | torch.device = "cpu") -> MATDe
 #: The default model shipped inside the package (`deepfake_cli/bundled/`), and its sha256
 #: (checked at load time, so a corrupted or swapped file is refused).
 DEFAULT_WEIGHTS_NAME = "mattn-sbi-b0-160.safetensors"
-DEFAULT_WEIGHTS_SHA256 = "323afb559ee85fbe0ac9713eb10a1cb99ce6e0a88ef6df2ab91ad4b1397610ad"
+DEFAULT_WEIGHTS_SHA256 = "aed115b39ffb0468791bb08d6bcaef398ab25811179b2f41566a04d776d32e07"
 
 
 def bundled_weights_dir() -> Path:
