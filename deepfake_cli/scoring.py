@@ -40,9 +40,27 @@ ONNX_BACKENDS = ("onnxruntime", "openvino")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: Largest |fake_probability(bf16) - fake_probability(fp32)| for which bf16 is trusted on CPU.
 BF16_TOLERANCE = 0.01
-#: Faces per detector batch. CPU: on 2 cores, B4 at 380 px takes as long per face at batch 2 as
-#: at 4 and longer at 8 or 1, and batch 2 peaks ~270 MB lower than batch 4 (1.26 vs 1.53 GB).
-DEFAULT_BATCH_SIZE = {"cpu": 2, "cuda": 64, "mps": 16}
+#: Faces per detector batch off the CPU.
+DEFAULT_BATCH_SIZE = {"cuda": 64, "mps": 16}
+#: On the CPU the batch is sized by its pixels: the largest power of two, 2 to 32, whose crops
+#: hold at most this many pixels. Measured on 2 cores (torch, bf16, ms per face): B0 at 160 px
+#: 22.2 / 16.2 / 12.4 / 10.9 / 10.9 at batch 2 / 4 / 8 / 16 / 32, so 16; B4 at 380 px 128 at
+#: batch 2, 96-118 at 4, 130 at 8, but batch 4 peaks ~270 MB higher (1.53 vs 1.26 GB when
+#: measured), so 2, which keeps a scan under 1.5 GB.
+CPU_BATCH_PIXELS = 2**19
+#: onnxruntime and OpenVINO on the CPU (OpenVINO, B4 at 380: 54 ms per face at batch 2, 60-67 at
+#: 4 or 8).
+ONNX_BATCH_SIZE = 2
+
+
+def default_batch_size(device: torch.device, input_size: int) -> int:
+    """Faces per detector batch for a model of `input_size` px on `device` (torch backend)."""
+    if device.type != "cpu":
+        return DEFAULT_BATCH_SIZE.get(device.type, 8)
+    batch_size = 2
+    while batch_size < 32 and 2 * batch_size * input_size**2 <= CPU_BATCH_PIXELS:
+        batch_size *= 2
+    return batch_size
 
 
 def check_scoring_options(device: torch.device, precision: str, batch_size: int | None) -> None:
@@ -81,9 +99,9 @@ class FaceScorer:
 
     def __post_init__(self) -> None:
         check_scoring_options(self.device, self.precision, self.batch_size)
-        if self.batch_size is None:
-            self.batch_size = DEFAULT_BATCH_SIZE.get(self.device.type, 8)
         self.preprocessing: Preprocessing = self.model.preprocessing
+        if self.batch_size is None:
+            self.batch_size = default_batch_size(self.device, self.preprocessing.input_size)
         self.mean, self.std = self.preprocessing.mean, self.preprocessing.std
         self.input_size = self.preprocessing.input_size
         self.model = self.model.to(self.device, memory_format=torch.channels_last).eval()
@@ -239,7 +257,7 @@ class OnnxFaceScorer:
         self.preprocessing = Preprocessing.from_dict(metadata["preprocessing"])
         self.mean, self.std = self.preprocessing.mean, self.preprocessing.std
         self.input_size = self.preprocessing.input_size
-        self.batch_size = batch_size or DEFAULT_BATCH_SIZE["cpu"]
+        self.batch_size = batch_size or ONNX_BATCH_SIZE
         provenance = metadata.get("provenance", {})
         self.model_info = ModelInfo(
             name=str(provenance.get("name", onnx_path.stem)),
