@@ -20,7 +20,9 @@ mattn is timed twice. Cold: the timer starts before the decoding worker does, so
 video's whole decode is waited for. As `mattn scan` runs: the worker starts and the first
 videos are requested, then the models load (the time this script measured loading them is
 slept, the models being loaded already) and the timer starts; this is the time a user waits
-after the models have loaded, and the second P2 figure.
+after the models have loaded, and the second P2 figure. The lead is if anything short: it is
+measured with torch and facenet-pytorch already imported, which a real `mattn scan` imports
+(facenet-pytorch after its decoding worker has started) during its own lead.
 
 Models are loaded before any timing (both pipelines share them); each pipeline is warmed up on
 one frame first; the three run in turn `--repeats` times and the best time of each is kept

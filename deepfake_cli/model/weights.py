@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
 from deepfake_cli.errors import WeightsError
 from deepfake_cli.files import PendingFile
@@ -109,7 +110,8 @@ def save_weights(
         metadata[key] = value
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with PendingFile(path) as pending:
-        pending.temporary.write_bytes(canonical_safetensors(save(state, metadata=metadata)))
+        data = canonical_safetensors(safetensors_bytes(state, metadata=metadata))
+        pending.temporary.write_bytes(data)
     return Path(path)
 
 
