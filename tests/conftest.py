@@ -14,9 +14,9 @@ import torch  # noqa: E402
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
-def save_tiny_weights(path, *, seed: int = 0):
-    """A randomly initialised MAT B0 at 64 px saved as mattn weights ("tiny-test", demo): the
-    pipeline's logic, not its verdicts. The same seed gives the same file."""
+def save_tiny_weights(path, *, seed: int = 0, input_size: int = 64):
+    """A randomly initialised MAT B0 (64 px unless told) saved as mattn weights ("tiny-test",
+    demo): the pipeline's logic, not its verdicts. The same seed gives the same file."""
     from deepfake_cli.model import (
         MATConfig,
         Preprocessing,
@@ -26,11 +26,11 @@ def save_tiny_weights(path, *, seed: int = 0):
     )
 
     torch.manual_seed(seed)
-    model = build_detector(MATConfig(backbone="efficientnet-b0", input_size=64))
+    model = build_detector(MATConfig(backbone="efficientnet-b0", input_size=input_size))
     save_weights(
         model,
         path,
-        preprocessing=Preprocessing(input_size=64),
+        preprocessing=Preprocessing(input_size=input_size),
         provenance=Provenance(name="tiny-test", demo=True),
     )
     return path

@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 
 from deepfake_cli.commands.training import evaluate_command
 from deepfake_cli.manifest import MANIFEST_NAME, iter_manifest, write_manifest
-from deepfake_cli.model.config import MATConfig, Preprocessing, Provenance
-from deepfake_cli.model.mat import MATDetector, fake_probabilities
-from deepfake_cli.model.weights import load_detector, save_weights
+from deepfake_cli.model.mat import fake_probabilities
+from deepfake_cli.model.weights import load_detector
 from deepfake_cli.training import evaluate as evaluate_module
 from deepfake_cli.training.metrics import binary_metrics, equal_error_rate
+from tests.conftest import save_tiny_weights
 
 # video_id: (label, method, split, fake probability of each of its frames)
 VIDEOS = {
@@ -67,16 +67,8 @@ def make_split_folder(root: Path, size: int = 36) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = MATDetector(MATConfig(backbone="efficientnet-b0", input_size=32))
-    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    save_weights(
-        model,
-        path,
-        preprocessing=Preprocessing(input_size=32),
-        provenance=Provenance(name="tiny-test", demo=True),
-    )
-    return path
+    """conftest's tiny weights at 32 px: evaluation is about the arithmetic, not the model."""
+    return save_tiny_weights(tmp_path_factory.mktemp("weights") / "tiny.safetensors", input_size=32)
 
 
 def expected_metrics(labels, scores) -> dict:
