@@ -286,7 +286,7 @@ class ScanRequest:
     # together (None: `DEFAULT_VIDEO_BATCH` for the device).
     decode_workers: int | None = None
     video_batch: int | None = None
-    # "auto" (onnxruntime for an .onnx file, else torch), "torch" or "onnxruntime".
+    # "auto" (onnxruntime for an .onnx file, else torch), "torch", "onnxruntime" or "openvino".
     backend: str = "auto"
     # torch.compile the detector (pays off over hundreds of faces; see docs/model.md).
     compile: bool = False
