@@ -9,7 +9,9 @@ whole batch to float32 and area-resamples it in torch once per pyramid level and
 candidate box: on 720p frames that resampling (with the resize to 1024 px before it) was about
 half of its time. Here the frames are resampled by `mtcnn_inputs` (from OpenCV halvings of the
 uint8 frames, except small ones), and the networks run channels_last, in chunks that keep their
-activations in the CPU's caches.
+activations in the CPU's caches. The networks (`mtcnn_networks`, with facenet-pytorch's weight
+files) and the box arithmetic (`mtcnn_boxes`) are defined in mattn, so that detecting faces
+does not import torchvision.
 
 Coordinates are continuous pixel coordinates as MTCNN reports them: x to the right, y down,
 (0, 0) the top-left corner of the frame. Boxes are not clipped to the frame: a face cut by the
@@ -25,7 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from deepfake_cli.mtcnn_boxes import batched_nms, boxes_from_pnet, regressed, squared
 from deepfake_cli.mtcnn_inputs import MTCNN_WINDOW, box_regions, pyramid_levels, sampler_for
+from deepfake_cli.mtcnn_networks import load_networks
 
 # Faces smaller than this are not worth looking for even in a small frame: a crop of under 20
 # pixels blown up to the detector's 380 pixels carries no texture to judge.
@@ -113,9 +117,6 @@ class FaceDetector:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
 
-        # Imported here so that importing mattn (e.g. for --help) does not load MTCNN's stack.
-        from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
-
         self.device = torch.device(device)
         self.min_face_size = int(min_face_size)
         self.min_face_fraction = float(min_face_fraction)
@@ -126,8 +127,7 @@ class FaceDetector:
         # The pretrained networks (weights shipped inside facenet-pytorch), channels_last: on a
         # CPU their small convolutions, PReLUs and poolings run about 1.5-3x faster that way.
         self._pnet, self._rnet, self._onet = (
-            network.to(self.device, memory_format=torch.channels_last).eval()
-            for network in (PNet(), RNet(), ONet())
+            network.to(memory_format=torch.channels_last) for network in load_networks(self.device)
         )
 
     def detection_size(self, frame_height: int, frame_width: int) -> tuple[int, int]:
@@ -184,15 +184,6 @@ class FaceDetector:
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """MTCNN's three stages over frames of one size: per frame, (n, 5) boxes with their
         probability and (n, 5, 2) landmarks, in frame pixels."""
-        # facenet-pytorch's box arithmetic, so that boxes are computed exactly as it does.
-        from facenet_pytorch.models.utils.detect_face import (
-            batched_nms,
-            batched_nms_numpy,
-            bbreg,
-            generateBoundingBox,
-            rerec,
-        )
-
         frame_height, frame_width = frames[0].shape[:2]
         sampler = sampler_for(frames, levels[0][1:], self.device)
         pnet_threshold, rnet_threshold, onet_threshold = self.thresholds
@@ -208,7 +199,7 @@ class FaceDetector:
                 frames_per_call = max(1, PNET_PIXELS_PER_CALL // (level_height * level_width))
             level = sampler.level(level_height, level_width)  # (B, 3, height, width)
             offsets, probs = _in_chunks(self._pnet, level, frames_per_call)
-            boxes, image_inds = generateBoundingBox(offsets, probs[:, 1], scale, pnet_threshold)
+            boxes, image_inds = boxes_from_pnet(offsets, probs[:, 1], scale, pnet_threshold)
             pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.5)
             level_boxes.append(boxes[pick])
             level_images.append(image_inds[pick])
@@ -218,7 +209,7 @@ class FaceDetector:
         # (K, 9): x1, y1, x2, y2, score, then the four offsets in units of the box size.
         box_sizes = (boxes[:, 2:4] - boxes[:, 0:2]).repeat(1, 2)
         boxes = torch.cat([boxes[:, :4] + boxes[:, 5:9] * box_sizes, boxes[:, 4:5]], dim=1)
-        boxes = rerec(boxes)
+        boxes = squared(boxes)
 
         # Stage 2: RNet rescores and moves each proposal.
         crops, kept = sampler.crops(
@@ -231,7 +222,7 @@ class FaceDetector:
             boxes = torch.cat([boxes[passed, :4], probs[passed, 1:2]], dim=1)
             image_inds, offsets = image_inds[passed], offsets[passed]
             pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
-            boxes = rerec(bbreg(boxes[pick], offsets[pick]))
+            boxes = squared(regressed(boxes[pick], offsets[pick]))
             image_inds = image_inds[pick]
         else:  # no proposal has pixels inside the frame
             boxes, image_inds = boxes[:0], image_inds[:0]
@@ -253,8 +244,8 @@ class FaceDetector:
             points_x = box_width * landmarks[:, :5] + boxes[:, 0:1] - 1
             points_y = box_height * landmarks[:, 5:] + boxes[:, 1:2] - 1
             points = torch.stack([points_x, points_y], dim=2)
-            boxes = bbreg(boxes, offsets)
-            pick = batched_nms_numpy(boxes[:, :4], boxes[:, 4], image_inds, 0.7, "Min")
+            boxes = regressed(boxes, offsets)
+            pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7, overlap="min")
             boxes, image_inds, points = boxes[pick], image_inds[pick], points[pick]
         else:
             boxes = torch.zeros((0, 5))

@@ -25,6 +25,8 @@ import cv2
 import numpy as np
 import torch
 
+from deepfake_cli.mtcnn_boxes import clipped_pixels
+
 # PNet scans the image with a 12x12 window; a minimum face size below that would make MTCNN
 # upsample the frame, which costs a lot and finds nothing a deepfake detector could use.
 MTCNN_WINDOW = 12
@@ -73,13 +75,10 @@ def box_regions(
     As facenet-pytorch cuts them: the whole-pixel box clipped to the frame (so a box over the
     edge is squeezed, not padded); boxes with nothing inside the frame are left out.
     """
-    # Imported here, as the rest of facenet-pytorch (see faces.FaceDetector.__init__).
-    from facenet_pytorch.models.utils.detect_face import pad
-
     if len(boxes) == 0:
         return []
     # 1-based first rows and columns and inclusive last ones, clipped to the frame.
-    first_rows, last_rows, first_cols, last_cols = pad(boxes, frame_width, frame_height)
+    first_rows, last_rows, first_cols, last_cols = clipped_pixels(boxes, frame_height, frame_width)
     regions = []
     for index, frame_index in enumerate(image_inds.tolist()):
         top, bottom = int(first_rows[index]) - 1, int(last_rows[index])

@@ -23,6 +23,7 @@ LAYERS = [
     {"decode_worker", "stills"},
     {"decode_process"},
     {"frame_reader"},
+    {"mtcnn_networks", "mtcnn_boxes"},
     {"mtcnn_inputs"},
     {"faces"},
     {"tracks"},
