@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,6 +125,8 @@ class FaceDetector:
         self.min_det_prob = float(min_det_prob)
         self.max_side = int(max_side)
         self.batch_size = int(batch_size)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_workers = 1
         # The pretrained networks (weights shipped inside facenet-pytorch), channels_last: on a
         # CPU their small convolutions, PReLUs and poolings run about 1.5-3x faster that way.
         self._pnet, self._rnet, self._onet = (
@@ -185,7 +188,9 @@ class FaceDetector:
         """MTCNN's three stages over frames of one size: per frame, (n, 5) boxes with their
         probability and (n, 5, 2) landmarks, in frame pixels."""
         frame_height, frame_width = frames[0].shape[:2]
-        sampler = sampler_for(frames, levels[0][1:], self.device)
+        sampler = sampler_for(
+            frames, [level[1:] for level in levels], self.device, *self._resize_pool()
+        )
         pnet_threshold, rnet_threshold, onet_threshold = self.thresholds
         on_cpu = self.device.type == "cpu"
         rnet_chunk = RNET_CROPS_PER_CALL if on_cpu else ACCELERATOR_CROPS_PER_CALL
@@ -257,6 +262,17 @@ class FaceDetector:
             (boxes_np[image_inds_np == index], points_np[image_inds_np == index])
             for index in range(len(frames))
         ]
+
+    def _resize_pool(self) -> tuple[ThreadPoolExecutor | None, int]:
+        """The threads that run OpenCV's resizes on the CPU (one per torch thread), started on
+        first use; None elsewhere."""
+        if self.device.type != "cpu":
+            return None, 1
+        if self._pool is None:
+            workers = max(1, torch.get_num_threads())
+            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="mattn-mtcnn-resize")
+            self._pool_workers = workers
+        return self._pool, self._pool_workers
 
     def _to_detections(self, boxes: np.ndarray, points: np.ndarray) -> list[Detection]:
         detections = [
