@@ -43,11 +43,11 @@ BF16_TOLERANCE = 0.01
 #: Faces per detector batch off the CPU.
 DEFAULT_BATCH_SIZE = {"cuda": 64, "mps": 16}
 #: On the CPU the batch is sized by its pixels: the largest power of two, 2 to 32, whose crops
-#: hold at most this many pixels. Measured on 2 cores (torch, bf16, ms per face): B0 at 160 px
-#: 22.2 / 16.2 / 12.4 / 10.9 / 10.9 at batch 2 / 4 / 8 / 16 / 32, so 16; B4 at 380 px 128 at
-#: batch 2, 96-118 at 4, 130 at 8, but batch 4 peaks ~270 MB higher (1.53 vs 1.26 GB when
-#: measured), so 2, which keeps a scan under 1.5 GB.
-CPU_BATCH_PIXELS = 2**19
+#: hold at most this many pixels (four crops of 380 px). Measured on 2 cores (torch, bf16, ms per
+#: face): B0 at 160 px 22.2 / 16.2 / 12.4 / 10.9 / 10.9 at batch 2 / 4 / 8 / 16 / 32, so 16; B4
+#: at 380 px 121 / 110 / 126 at 2 / 4 / 8 (best of 3 interleaved), so 4: a 10-minute scan then
+#: peaks at 1.30 GB (1.13 GB at 2) since detection stopped importing torchvision.
+CPU_BATCH_PIXELS = 4 * 380**2
 #: onnxruntime and OpenVINO on the CPU (OpenVINO, B4 at 380: 54 ms per face at batch 2, 60-67 at
 #: 4 or 8).
 ONNX_BATCH_SIZE = 2
