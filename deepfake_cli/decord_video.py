@@ -25,6 +25,32 @@ import numpy as np
 DECORD_FAULT_TOLERANCE = 1e-9
 
 
+#: What one of decord's seeks costs, in frames decoded. Fitted to decord and PyAV reading 32
+#: frames of 720p H.264 clips on 2 cores (10 s and 60 s, keyframes every 12, 30 or 250 frames:
+#: decord 0.81-3.29 s, PyAV 0.71-3.64 s): both decode a frame in about 1.5 ms and convert a
+#: sampled one in about 11 ms; each of decord's seeks adds about 15 ms.
+DECORD_SEEK_FRAMES = 10
+
+
+def decord_cost_frames(frame_indices: list[int], keyframe_interval: int) -> int:
+    """About what decord's reading of these frames costs, in frames decoded.
+
+    decord decodes on from its position when the next frame's keyframe is behind it, and else
+    seeks to that keyframe (at `DECORD_SEEK_FRAMES`); keyframes are taken to come every
+    `keyframe_interval` frames.
+    """
+    position = -1  # the last frame decoded
+    cost = 0
+    for index in sorted(set(frame_indices)):
+        keyframe = index - index % max(1, keyframe_interval)
+        if keyframe > position:
+            cost += DECORD_SEEK_FRAMES + index - keyframe + 1
+        else:
+            cost += index - position
+        position = index
+    return cost
+
+
 class DecordFailed(Exception):
     """decord could not give the requested frames exactly; `reason` says why, in a few words."""
 

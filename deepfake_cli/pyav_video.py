@@ -65,6 +65,10 @@ class StreamFacts:
     # whose leading frames cannot be decoded from that keyframe alone.
     open_gop: bool
     pts_missing: bool  # some packets have no presentation time
+    # Frames from one keyframe to the next (the median over the first packets); where only one
+    # keyframe was seen, the number of packets read (the interval is at least that).
+    keyframe_interval: int = 1
+    duration_s: float = 0.0  # of the stream, or else the container; 0.0 when neither says
 
 
 @dataclass
@@ -105,7 +109,7 @@ def probe_stream(path_text: str) -> StreamFacts:
                 f"Cannot read video '{path_text}': its frame count cannot be determined "
                 f"(a still image or a damaged container)."
             )
-        open_gop, pts_missing = _scan_first_packets(container, stream)
+        open_gop, pts_missing, keyframe_interval = _scan_first_packets(container, stream)
         descriptor = stream.codec_context.codec
         return StreamFacts(
             format_name=container.format.name,
@@ -115,32 +119,48 @@ def probe_stream(path_text: str) -> StreamFacts:
             fps=_average_rate(stream),
             open_gop=open_gop,
             pts_missing=pts_missing,
+            keyframe_interval=keyframe_interval,
+            duration_s=_duration_s(container, stream),
         )
 
 
 def _scan_first_packets(
     container: av.container.InputContainer, stream: av.VideoStream
-) -> tuple[bool, bool]:
-    """(open GOP seen, a packet without pts seen) over the first packets, demuxing only."""
-    keyframes_seen = 0
+) -> tuple[bool, bool, int]:
+    """(open GOP seen, a packet without pts seen, keyframe interval) over the first packets,
+    demuxing only."""
+    keyframe_positions: list[int] = []  # in packets (one per frame), decoding order
     keyframe_pts: int | None = None
     open_gop = pts_missing = False
+    packets = 0
     try:
-        for count, packet in enumerate(container.demux(stream)):
+        for packet in container.demux(stream):
             if packet.size == 0:
                 continue  # the flush packet at the end
+            if packet.is_keyframe:
+                keyframe_positions.append(packets)
+            packets += 1
             if packet.pts is None:
                 pts_missing = True
             elif packet.is_keyframe:
-                keyframes_seen += 1
                 keyframe_pts = packet.pts
             elif keyframe_pts is not None and packet.pts < keyframe_pts:
                 open_gop = True
-            if open_gop or keyframes_seen > _PROBE_KEYFRAMES or count >= _PROBE_PACKETS:
+            if open_gop or len(keyframe_positions) > _PROBE_KEYFRAMES or packets >= _PROBE_PACKETS:
                 break
     except load_av().error.FFmpegError:
         pass  # a damaged file: reading it shows that, and names it
-    return open_gop, pts_missing
+    gaps = np.diff(keyframe_positions)
+    keyframe_interval = int(np.median(gaps)) if len(gaps) else packets
+    return open_gop, pts_missing, max(1, keyframe_interval)
+
+
+def _duration_s(container: av.container.InputContainer, stream: av.VideoStream) -> float:
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / 1_000_000  # in FFmpeg's AV_TIME_BASE
+    return 0.0
 
 
 def _average_rate(stream: av.VideoStream) -> float:

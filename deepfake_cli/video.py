@@ -30,7 +30,7 @@ from typing import TypedDict
 
 import numpy as np
 
-from deepfake_cli.decord_video import DecordFailed, DecordVideo
+from deepfake_cli.decord_video import DecordFailed, DecordVideo, decord_cost_frames
 from deepfake_cli.errors import UsageError, VideoError
 from deepfake_cli.pyav_video import StreamFacts, probe_stream, read_exact
 from deepfake_cli.results import DecodeInfo
@@ -251,7 +251,7 @@ def _read(path: str | os.PathLike[str], choose_indices: ChooseIndices) -> Sample
     path_text = _checked_path(path)
     facts = probe_stream(path_text)
     metadata = container_metadata(path_text)
-    reason = decord_exact_reason(facts)
+    reason = decord_exact_reason(facts) or sequential_is_cheaper_reason(facts, choose_indices)
     if reason is None:
         try:
             return _read_with_decord(path_text, facts, metadata, choose_indices)
@@ -270,6 +270,34 @@ def _read(path: str | os.PathLike[str], choose_indices: ChooseIndices) -> Sample
         path_text, exact.num_frames, exact.fps, exact.frames, exact.rotation, metadata.codec
     )
     return SampledFrames(info, exact.frame_indices, exact.times_s, exact.frames, decode)
+
+
+def sequential_is_cheaper_reason(facts: StreamFacts, choose_indices: ChooseIndices) -> str | None:
+    """Why PyAV reads a video decord could read exactly, or None: decoding every frame in order
+    costs less than decord's seeks when the sampled frames are dense (`decord_cost_frames`).
+
+    Both decoders give the same frames there (the codec corpus checks it); the container's
+    frame count (or its duration times its rate) and its rate stand in for decord's, which are
+    not known before decord opens it.
+    """
+    if not (facts.fps > 0 and math.isfinite(facts.fps)):
+        return None
+    frame_count = facts.frame_count or round(facts.duration_s * facts.fps)
+    if frame_count < 1:
+        return None
+    try:
+        frame_indices = choose_indices(frame_count, facts.fps)
+    except UsageError:
+        return None  # the path that reads the video says so
+    if not frame_indices:
+        return None
+    sequential_cost = max(frame_indices) + 1
+    if sequential_cost > decord_cost_frames(frame_indices, facts.keyframe_interval):
+        return None
+    return (
+        "decoding every frame in order costs less than seeking for frames this dense "
+        f"(keyframes every {facts.keyframe_interval} frames)"
+    )
 
 
 def _read_with_decord(

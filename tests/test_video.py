@@ -15,8 +15,16 @@ import cv2
 import numpy as np
 import pytest
 
-from deepfake_cli.decord_video import DecordFailed, DecordVideo, load_decord
+from deepfake_cli import video
+from deepfake_cli.decord_video import (
+    DECORD_SEEK_FRAMES,
+    DecordFailed,
+    DecordVideo,
+    decord_cost_frames,
+    load_decord,
+)
 from deepfake_cli.errors import UsageError, VideoError
+from deepfake_cli.pyav_video import probe_stream
 from deepfake_cli.results import DecodeInfo
 from deepfake_cli.video import (
     VIDEO_EXTENSIONS,
@@ -225,7 +233,15 @@ def test_video_extensions_are_lowercase_suffixes() -> None:
 # --- reading frames in-process ----------------------------------------------------------------
 
 
-def test_read_frames_returns_exactly_the_requested_frames(tmp_path: Path) -> None:
+@pytest.fixture
+def decord_at_any_density(monkeypatch: pytest.MonkeyPatch) -> None:
+    """decord reads wherever it is exact, however densely the short test clips are sampled."""
+    monkeypatch.setattr(video, "sequential_is_cheaper_reason", lambda facts, choose: None)
+
+
+def test_read_frames_returns_exactly_the_requested_frames(
+    tmp_path: Path, decord_at_any_density
+) -> None:
     path = write_video(tmp_path / "clip.mp4", num_frames=40, width=96, height=64)
     sampled = read_frames(path, count=8)
     assert sampled.frame_indices == sample_frame_indices(40, FPS, 8)
@@ -350,7 +366,7 @@ def test_frames_still_in_stored_orientation_are_rotated_once() -> None:
 
 
 def test_decord_is_asked_to_raise_instead_of_duplicating_broken_frames(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, decord_at_any_density
 ) -> None:
     path = write_video(tmp_path / "clip.mp4", num_frames=5)
     decord = load_decord()
@@ -369,7 +385,7 @@ def test_decord_is_asked_to_raise_instead_of_duplicating_broken_frames(
 
 
 def test_when_decord_fails_the_exact_path_reads_the_same_frames(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, decord_at_any_density
 ) -> None:
     path = write_video(tmp_path / "clip.mp4", num_frames=30, width=96, height=64)
     by_decord = read_frames(path, count=6)
@@ -385,6 +401,44 @@ def test_when_decord_fails_the_exact_path_reads_the_same_frames(
     assert [index_in_frame(frame) for frame in by_pyav.frames] == by_pyav.frame_indices
     assert by_pyav.info == by_decord.info
     assert by_pyav.times_s == pytest.approx(by_decord.times_s, abs=1e-6)
+
+
+def test_densely_sampled_videos_are_decoded_in_order_sparse_ones_by_decord(tmp_path: Path) -> None:
+    # OpenCV's MPEG-4 writer puts a keyframe every 12 frames.
+    path = write_video(tmp_path / "clip.mp4", num_frames=300, width=96, height=64)
+    assert probe_stream(str(path)).keyframe_interval == 12
+
+    dense = read_frames(path, count=32)  # a frame in every 9 or 10
+    assert dense.decode.decoder == "pyav"
+    assert dense.decode.reason == (
+        "decoding every frame in order costs less than seeking for frames this dense "
+        "(keyframes every 12 frames)"
+    )
+    sparse = read_frames(path, count=4)  # a frame in every 80
+    assert sparse.decode == DecodeInfo("decord", None, frames_requested=4, frames_exact=4)
+
+    # The same frames, times and facts from decord, whatever the density.
+    original_rule = video.sequential_is_cheaper_reason
+    video.sequential_is_cheaper_reason = lambda facts, choose: None
+    try:
+        by_decord = read_frames(path, count=32)
+    finally:
+        video.sequential_is_cheaper_reason = original_rule
+    assert by_decord.decode.decoder == "decord"
+    assert by_decord.frame_indices == dense.frame_indices
+    assert np.array_equal(by_decord.frames, dense.frames)
+    assert by_decord.times_s == pytest.approx(dense.times_s, abs=1e-6)
+    assert by_decord.info == dense.info
+
+
+def test_decords_cost_counts_frames_decoded_and_seeks() -> None:
+    seek = DECORD_SEEK_FRAMES
+    # Keyframes every 12: frame 5 is a seek to 0 and 6 frames; 9 decodes on (4 more); 30 seeks
+    # to 24 (7 frames).
+    assert decord_cost_frames([5, 9, 30], 12) == (seek + 6) + 4 + (seek + 7)
+    # One keyframe: decord decodes on from frame 0, as a sequential decode does, plus one seek.
+    assert decord_cost_frames([0, 100, 200], 1000) == seek + 201
+    assert decord_cost_frames([], 12) == 0
 
 
 # --- bad input --------------------------------------------------------------------------------
