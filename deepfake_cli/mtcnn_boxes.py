@@ -17,8 +17,8 @@ import torch
 # PNet's window and its step, in the pixels of a pyramid level.
 PNET_CELL = 12
 PNET_STRIDE = 2
-#: Above this many boxes, NMS runs frame by frame instead of over one all-pairs matrix.
-NMS_MATRIX_MAX_BOXES = 2048
+#: Up to this many boxes in a frame, NMS computes all their pairwise overlaps at once.
+NMS_MATRIX_MAX_BOXES = 1024
 
 
 def boxes_from_pnet(
@@ -61,49 +61,58 @@ def batched_nms(
     device = boxes_xyxy.device
     if len(boxes_xyxy) == 0:
         return torch.zeros((0,), dtype=torch.long, device=device)
-    boxes_np = boxes_xyxy.detach().float().cpu().numpy()
+    boxes = boxes_xyxy.detach().float().cpu().numpy()
     scores_np = scores.detach().float().cpu().numpy()
-    frames_np = frame_indices.detach().cpu().numpy()
-    if len(boxes_np) <= NMS_MATRIX_MAX_BOXES:
-        keep = _nms(boxes_np, scores_np, frames_np, iou_threshold, overlap)
-    else:  # frames never suppress each other, so each frame's matrix alone suffices
-        kept_per_frame = []
-        for frame_index in np.unique(frames_np):
-            members = np.flatnonzero(frames_np == frame_index)
-            kept = _nms(
-                boxes_np[members], scores_np[members], frames_np[members], iou_threshold, overlap
-            )
-            kept_per_frame.append(members[kept])
-        keep = np.concatenate(kept_per_frame)
-        keep = keep[np.argsort(-scores_np[keep], kind="stable")]
+    frames = frame_indices.detach().cpu().numpy()
+    # Frames never suppress each other: each frame's boxes alone.
+    by_frame = np.argsort(frames, kind="stable")
+    starts = np.flatnonzero(np.diff(frames[by_frame])) + 1
+    kept = [
+        members[_nms(boxes[members], scores_np[members], iou_threshold, overlap)]
+        for members in np.split(by_frame, starts)
+    ]
+    keep = np.concatenate(kept)
+    keep = keep[np.argsort(-scores_np[keep], kind="stable")]
     return torch.from_numpy(keep.astype(np.int64)).to(device)
 
 
-def _nms(
-    boxes: np.ndarray, scores: np.ndarray, frames: np.ndarray, threshold: float, overlap: str
-) -> np.ndarray:
-    """`batched_nms` over one all-pairs matrix of (N, 4) float32 boxes."""
+def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, overlap: str) -> np.ndarray:
+    """Greedy NMS of one frame's (N, 4) float32 boxes: positions of the kept ones.
+
+    Up to `NMS_MATRIX_MAX_BOXES` boxes, all pairwise overlaps are computed at once (fastest for
+    the few hundred boxes a frame usually has); beyond, one kept box's overlaps at a time.
+    """
     order = np.argsort(-scores, kind="stable")
-    boxes, frames = boxes[order], frames[order]
-    x1, y1, x2, y2 = (boxes[:, column] for column in range(4))
+    x1, y1, x2, y2 = (boxes[order, column] for column in range(4))
     inclusive = np.float32(1.0 if overlap == "min" else 0.0)
     areas = (x2 - x1 + inclusive) * (y2 - y1 + inclusive)
-    # (N, N): pairwise intersections, in float32 as the references compute them.
-    widths = np.minimum(x2[:, None], x2[None]) - np.maximum(x1[:, None], x1[None]) + inclusive
-    heights = np.minimum(y2[:, None], y2[None]) - np.maximum(y1[:, None], y1[None]) + inclusive
-    intersections = np.maximum(widths, 0) * np.maximum(heights, 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if overlap == "min":
-            overlaps = intersections / np.minimum(areas[:, None], areas[None])
-        else:
-            overlaps = intersections / (areas[:, None] + areas[None] - intersections)
-    suppresses = (overlaps > threshold) & (frames[:, None] == frames[None])
-    removed = np.zeros(len(boxes), dtype=bool)
+
+    def overlaps(rows: np.ndarray | int, columns: np.ndarray) -> np.ndarray:
+        """Overlap of each box in `rows` (an index or (R, 1) indices) with those in `columns`,
+        in float32 as the references compute them."""
+        widths = np.minimum(x2[rows], x2[columns]) - np.maximum(x1[rows], x1[columns]) + inclusive
+        heights = np.minimum(y2[rows], y2[columns]) - np.maximum(y1[rows], y1[columns]) + inclusive
+        intersections = np.maximum(widths, 0) * np.maximum(heights, 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if overlap == "min":
+                return intersections / np.minimum(areas[rows], areas[columns])
+            return intersections / (areas[rows] + areas[columns] - intersections)
+
     keep = []
-    for position in range(len(boxes)):
-        if not removed[position]:
-            keep.append(position)
-            removed |= suppresses[position]
+    if len(order) <= NMS_MATRIX_MAX_BOXES:
+        everything = np.arange(len(order))
+        suppresses = overlaps(everything[:, None], everything) > threshold  # (N, N)
+        removed = np.zeros(len(order), dtype=bool)
+        for position in range(len(order)):
+            if not removed[position]:
+                keep.append(position)
+                removed |= suppresses[position]
+    else:
+        remaining = np.arange(len(order))
+        while len(remaining):
+            keep.append(remaining[0])
+            rest = remaining[1:]
+            remaining = rest[~(overlaps(remaining[0], rest) > threshold)]
     return order[np.asarray(keep, dtype=np.int64)]
 
 

@@ -87,12 +87,15 @@ def test_regression_squares_and_clipping_are_facenet_pytorchs():
         np.testing.assert_array_equal(our_values, their_values)
 
 
-@pytest.mark.parametrize("count", [300, mtcnn_boxes.NMS_MATRIX_MAX_BOXES + 500])
-def test_nms_keeps_what_torchvision_keeps_in_its_order(count):
+@pytest.mark.parametrize(
+    ("count", "frames"),
+    [(300, 6), (3000, 6), (mtcnn_boxes.NMS_MATRIX_MAX_BOXES + 200, 1)],  # the last: row by row
+)
+def test_nms_keeps_what_torchvision_keeps_in_its_order(count: int, frames: int):
     from torchvision.ops import batched_nms as torchvision_batched_nms
 
     for seed, threshold in ((4, 0.5), (5, 0.7)):
-        boxes, scores, frame_indices = _random_boxes(count, frames=6, seed=seed, spread=120.0)
+        boxes, scores, frame_indices = _random_boxes(count, frames=frames, seed=seed, spread=120.0)
         ours = batched_nms(boxes, scores, frame_indices, threshold)
         theirs = torchvision_batched_nms(boxes, scores, frame_indices, threshold)
         assert 0 < len(ours) < count  # boxes were dropped, and kept
