@@ -7,9 +7,11 @@ Frame k of a video is the k-th frame a decoder shows when it decodes the file fr
 decord (`decord_video`), which seeks to the keyframe before each sampled frame, where its seeks
 are exact (`decord_exact_reason`: indexed containers whose keyframes start closed GOPs), and
 PyAV (`pyav_video`), which decodes every frame in order up to the last sampled one, everywhere
-else and wherever decord fails. The codec corpus in the tests checks the rule on every common
-container and codec. Either way the frames are exact or the video is refused: a decoder error
-or a corrupt frame is a `VideoError` ("it is damaged"), never a substituted frame.
+else, wherever decord fails, and where the sampled frames are so dense that decoding them all
+costs less than decord's seeks (`sequential_is_cheaper_reason`; the same frames). The codec
+corpus in the tests checks the rules on every common container and codec. Either way the
+frames are exact or the video is refused: a decoder error or a corrupt frame is a `VideoError`
+("it is damaged"), never a substituted frame.
 `SampledFrames.decode` records which decoder read the frames and why.
 
 `read_frames` decodes in this process, holding only the sampled frames in memory. decord is

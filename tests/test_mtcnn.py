@@ -1,4 +1,5 @@
-"""MTCNN's networks and box arithmetic, as mattn defines them, against facenet-pytorch's own."""
+"""MTCNN's networks and box arithmetic, as mattn defines them, against facenet-pytorch's own;
+its resampling with and without the resize pool."""
 
 from __future__ import annotations
 
@@ -142,3 +143,25 @@ def test_detecting_faces_does_not_import_torchvision():
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     )
     assert completed.stdout.split() == ["False", "False"]
+
+
+def test_the_resize_pool_gives_the_pixels_of_one_thread():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from deepfake_cli.mtcnn_inputs import HalvingSampler, pyramid_levels
+
+    generator = np.random.default_rng(7)
+    frames = [generator.integers(0, 256, (720, 1280, 3), dtype=np.uint8) for _ in range(3)]
+    level_sizes = [level[1:] for level in pyramid_levels(720, 1280, 50.0)]
+    regions = [(0, 0, 100, 300, 200, 420), (1, 2, 0, 48, 0, 60), (2, 1, 500, 720, 1000, 1280)]
+    alone = HalvingSampler(frames, level_sizes, device=torch.device("cpu"))
+    with ThreadPoolExecutor(2) as pool:
+        pooled = HalvingSampler(
+            frames, level_sizes, device=torch.device("cpu"), pool=pool, workers=2
+        )
+        for height, width in level_sizes:
+            assert torch.equal(pooled.level(height, width), alone.level(height, width))
+        for size in (24, 48):
+            pooled_crops, pooled_kept = pooled.crops(regions, size)
+            alone_crops, alone_kept = alone.crops(regions, size)
+            assert torch.equal(pooled_crops, alone_crops) and pooled_kept == alone_kept == [0, 1, 2]
