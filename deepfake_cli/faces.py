@@ -126,7 +126,6 @@ class FaceDetector:
         self.max_side = int(max_side)
         self.batch_size = int(batch_size)
         self._pool: ThreadPoolExecutor | None = None
-        self._pool_workers = 1
         # The pretrained networks (weights shipped inside facenet-pytorch), channels_last: on a
         # CPU their small convolutions, PReLUs and poolings run about 1.5-3x faster that way.
         self._pnet, self._rnet, self._onet = (
@@ -189,7 +188,7 @@ class FaceDetector:
         probability and (n, 5, 2) landmarks, in frame pixels."""
         frame_height, frame_width = frames[0].shape[:2]
         sampler = sampler_for(
-            frames, [level[1:] for level in levels], self.device, *self._resize_pool()
+            frames, [level[1:] for level in levels], self.device, self._resize_pool()
         )
         pnet_threshold, rnet_threshold, onet_threshold = self.thresholds
         on_cpu = self.device.type == "cpu"
@@ -263,16 +262,15 @@ class FaceDetector:
             for index in range(len(frames))
         ]
 
-    def _resize_pool(self) -> tuple[ThreadPoolExecutor | None, int]:
+    def _resize_pool(self) -> ThreadPoolExecutor | None:
         """The threads that run OpenCV's resizes on the CPU (one per torch thread), started on
         first use; None elsewhere."""
         if self.device.type != "cpu":
-            return None, 1
+            return None
         if self._pool is None:
             workers = max(1, torch.get_num_threads())
             self._pool = ThreadPoolExecutor(workers, thread_name_prefix="mattn-mtcnn-resize")
-            self._pool_workers = workers
-        return self._pool, self._pool_workers
+        return self._pool
 
     def _to_detections(self, boxes: np.ndarray, points: np.ndarray) -> list[Detection]:
         detections = [

@@ -40,6 +40,9 @@ PYRAMID_FACTOR = 0.709
 # the boxes of the example clips (176x144) bit for bit. Larger frames use `HalvingSampler`.
 EXACT_RESAMPLING_MAX_PIXELS = 352 * 288
 
+#: Candidate crops cut per task of `HalvingSampler`'s thread pool.
+CROPS_PER_TASK = 64
+
 #: (box index, frame index in the batch, top, bottom, left, right): a box's pixels in its frame.
 Region = tuple[int, int, int, int, int, int]
 
@@ -123,8 +126,8 @@ class HalvingSampler:
     Every level of every frame is made when the sampler is, one task per frame on `pool` (a
     thread pool; OpenCV releases the GIL): small resizes gain little from OpenCV's own threads
     (measured on 2 cores, 720p: 4.8 ms per frame for halvings and levels one frame after
-    another, 2.3-2.8 in a pool of two). Crops are cut in as many slices as the pool has
-    workers. Each pixel is computed as without the pool.
+    another, 2.3-2.8 in a pool of two). Crops are cut `CROPS_PER_TASK` at a time. Each pixel is
+    computed as without the pool.
     """
 
     def __init__(
@@ -134,12 +137,10 @@ class HalvingSampler:
         *,
         device: torch.device,
         pool: ThreadPoolExecutor | None = None,
-        workers: int = 1,
     ) -> None:
         self.device = device
         self.frame_height, self.frame_width = frames[0].shape[:2]
         self._map = pool.map if pool is not None else map
-        self._slices = workers if pool is not None else 1
         first_level_size = level_sizes[0]
         # Per frame: its halvings, and its levels keyed by (height, width).
         per_frame = list(
@@ -160,14 +161,14 @@ class HalvingSampler:
         return self._network_input(self._levels[(height, width)])  # from (B, H, W, 3) uint8
 
     def crops(self, regions: list[Region], size: int) -> tuple[torch.Tensor, list[int]]:
-        slice_length = max(1, -(-len(regions) // self._slices))
         slices = [
-            regions[start : start + slice_length] for start in range(0, len(regions), slice_length)
+            regions[start : start + CROPS_PER_TASK]
+            for start in range(0, len(regions), CROPS_PER_TASK)
         ]
         crops = [
             crop
-            for sliced in self._map(lambda part: self._crops(part, size), slices)
-            for crop in sliced
+            for part in self._map(lambda part: self._crops(part, size), slices)
+            for crop in part
         ]
         kept = [region[0] for region in regions]
         images = np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)
@@ -219,12 +220,11 @@ def sampler_for(
     level_sizes: list[tuple[int, int]],
     device: torch.device,
     pool: ThreadPoolExecutor | None = None,
-    workers: int = 1,
 ) -> TorchAreaSampler | HalvingSampler:
     """The sampler for a batch of same-size frames with this pyramid ((height, width) of each
-    level, largest first); `pool` (of `workers` threads) runs OpenCV's resizes (CPU only)."""
+    level, largest first); `pool` runs OpenCV's resizes (CPU only)."""
     frame_height, frame_width = frames[0].shape[:2]
     # Off the CPU the float resampling runs on the accelerator, as facenet-pytorch runs it.
     if device.type != "cpu" or frame_height * frame_width <= EXACT_RESAMPLING_MAX_PIXELS:
         return TorchAreaSampler(frames, device)
-    return HalvingSampler(frames, level_sizes, device=device, pool=pool, workers=workers)
+    return HalvingSampler(frames, level_sizes, device=device, pool=pool)

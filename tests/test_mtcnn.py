@@ -153,15 +153,21 @@ def test_the_resize_pool_gives_the_pixels_of_one_thread():
     generator = np.random.default_rng(7)
     frames = [generator.integers(0, 256, (720, 1280, 3), dtype=np.uint8) for _ in range(3)]
     level_sizes = [level[1:] for level in pyramid_levels(720, 1280, 50.0)]
-    regions = [(0, 0, 100, 300, 200, 420), (1, 2, 0, 48, 0, 60), (2, 1, 500, 720, 1000, 1280)]
+    # More regions than one task cuts, of several sizes, in all three frames.
+    regions = [
+        (index, index % 3, top, top + side, left, left + side + index % 7)
+        for index, (top, left, side) in enumerate(
+            (generator.integers(0, 400), generator.integers(0, 900), generator.integers(20, 300))
+            for _ in range(150)
+        )
+    ]
     alone = HalvingSampler(frames, level_sizes, device=torch.device("cpu"))
     with ThreadPoolExecutor(2) as pool:
-        pooled = HalvingSampler(
-            frames, level_sizes, device=torch.device("cpu"), pool=pool, workers=2
-        )
+        pooled = HalvingSampler(frames, level_sizes, device=torch.device("cpu"), pool=pool)
         for height, width in level_sizes:
             assert torch.equal(pooled.level(height, width), alone.level(height, width))
         for size in (24, 48):
             pooled_crops, pooled_kept = pooled.crops(regions, size)
             alone_crops, alone_kept = alone.crops(regions, size)
-            assert torch.equal(pooled_crops, alone_crops) and pooled_kept == alone_kept == [0, 1, 2]
+            assert torch.equal(pooled_crops, alone_crops)
+            assert pooled_kept == alone_kept == list(range(150))
