@@ -157,6 +157,11 @@ class PersonResult:
         )
 
 
+#: How `DecodeInfo.reason` begins when PyAV read a video decord could have read exactly, because
+#: decoding every frame in order cost less there (`video.sequential_is_cheaper_reason`).
+CHEAPER_IN_ORDER = "decoding every frame in order costs less than seeking"
+
+
 @dataclass
 class DecodeInfo:
     """How the sampled frames were read, so a reader knows what the verdict rests on.
@@ -167,7 +172,7 @@ class DecodeInfo:
     """
 
     decoder: str  # "decord" (seeks to keyframes) or "pyav" (decodes every frame in order)
-    reason: str | None  # why this video needed "pyav"; None on the decord path
+    reason: str | None  # why "pyav" read this video (needed, or `CHEAPER_IN_ORDER`); None on decord
     frames_requested: int  # sampled frame indices
     frames_exact: int  # frames returned that are exactly the frame named by index and time
     frames_substituted: int = 0  # frames replaced by a neighbour (decord's fault tolerance)

@@ -35,7 +35,7 @@ import numpy as np
 from deepfake_cli.decord_video import DecordFailed, DecordVideo, decord_cost_frames
 from deepfake_cli.errors import UsageError, VideoError
 from deepfake_cli.pyav_video import StreamFacts, probe_stream, read_exact
-from deepfake_cli.results import DecodeInfo
+from deepfake_cli.results import CHEAPER_IN_ORDER, DecodeInfo
 from deepfake_cli.video_container import ContainerMetadata, container_metadata, upright
 
 VIDEO_EXTENSIONS = (
@@ -297,8 +297,8 @@ def sequential_is_cheaper_reason(facts: StreamFacts, choose_indices: ChooseIndic
     if sequential_cost > decord_cost_frames(frame_indices, facts.keyframe_interval):
         return None
     return (
-        "decoding every frame in order costs less than seeking for frames this dense "
-        f"(keyframes every {facts.keyframe_interval} frames)"
+        f"{CHEAPER_IN_ORDER} for frames this dense (keyframes every {facts.keyframe_interval} "
+        "frames)"
     )
 
 

@@ -22,8 +22,9 @@ from deepfake_cli.report import (
     read_results,
     render_table,
 )
-from deepfake_cli.report.table import shorten_path
+from deepfake_cli.report.table import row_note, shorten_path
 from deepfake_cli.results import (
+    CHEAPER_IN_ORDER,
     SCHEMA_VERSION,
     DecodeInfo,
     FaceScore,
@@ -538,6 +539,14 @@ def test_table_fits_80_columns_and_never_breaks_a_path_mid_word() -> None:
     notes = " ".join(file_cells)
     for note in ("Not judged: 1 face under 49 px.", "Read with pyav.", "The video has zero bytes."):
         assert note in notes, notes
+
+
+def test_a_decoder_chosen_for_its_cost_is_not_noted_under_the_path() -> None:
+    needed, cheaper = real_result("clips/needed.mpg"), real_result("clips/cheaper.mp4")
+    needed.decode = DecodeInfo("pyav", "MPEG program stream: decord's seeks are not exact", 8, 8)
+    cheaper.decode = DecodeInfo("pyav", f"{CHEAPER_IN_ORDER} for frames this dense", 8, 8)
+    assert row_note(needed) == "Read with pyav."
+    assert row_note(cheaper) == ""
 
 
 def test_shorten_path_keeps_the_nearest_folders_and_dims_them() -> None:

@@ -26,6 +26,7 @@ from rich.text import Text
 
 from deepfake_cli.aggregate import REASON_FACE_TOO_SMALL, REASON_TOO_FEW_FRAMES
 from deepfake_cli.results import (
+    CHEAPER_IN_ORDER,
     STATUS_ERROR,
     STATUS_NO_FACE,
     VERDICT_FAKE,
@@ -45,7 +46,8 @@ SHA256_SHOWN = 12
 MIN_FILE_WIDTH = 16
 #: Spaces before the note under a path.
 NOTE_INDENT = 2
-#: The decoder mattn reads with unless a video needs another: only the others are noted.
+#: The decoder mattn reads with unless a video needs another (or another costs less): only a
+#: needed other is noted.
 USUAL_DECODER = "decord"
 
 _VERDICT_STYLES = {
@@ -128,7 +130,8 @@ def _decode_note(result: VideoResult) -> str:
     if decode is None:
         return ""
     parts = []
-    if decode.decoder != USUAL_DECODER:
+    # A decoder chosen only because it was cheaper here is nothing a reader needs to know.
+    if decode.decoder != USUAL_DECODER and not (decode.reason or "").startswith(CHEAPER_IN_ORDER):
         parts.append(f"read with {decode.decoder}")
     if decode.frames_substituted:
         parts.append(f"{decode.frames_substituted} frames substituted")
