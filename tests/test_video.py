@@ -403,7 +403,9 @@ def test_when_decord_fails_the_exact_path_reads_the_same_frames(
     assert by_pyav.times_s == pytest.approx(by_decord.times_s, abs=1e-6)
 
 
-def test_densely_sampled_videos_are_decoded_in_order_sparse_ones_by_decord(tmp_path: Path) -> None:
+def test_densely_sampled_videos_are_decoded_in_order_sparse_ones_by_decord(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # OpenCV's MPEG-4 writer puts a keyframe every 12 frames.
     path = write_video(tmp_path / "clip.mp4", num_frames=300, width=96, height=64)
     assert probe_stream(str(path)).keyframe_interval == 12
@@ -418,12 +420,8 @@ def test_densely_sampled_videos_are_decoded_in_order_sparse_ones_by_decord(tmp_p
     assert sparse.decode == DecodeInfo("decord", None, frames_requested=4, frames_exact=4)
 
     # The same frames, times and facts from decord, whatever the density.
-    original_rule = video.sequential_is_cheaper_reason
-    video.sequential_is_cheaper_reason = lambda facts, choose: None
-    try:
-        by_decord = read_frames(path, count=32)
-    finally:
-        video.sequential_is_cheaper_reason = original_rule
+    monkeypatch.setattr(video, "sequential_is_cheaper_reason", lambda facts, choose: None)
+    by_decord = read_frames(path, count=32)
     assert by_decord.decode.decoder == "decord"
     assert by_decord.frame_indices == dense.frame_indices
     assert np.array_equal(by_decord.frames, dense.frames)
