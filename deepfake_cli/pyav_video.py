@@ -1,10 +1,18 @@
-"""The exact path: PyAV, decoding every frame in order and keeping the sampled ones.
+"""The exact path: PyAV, decoding in order from the first packet and keeping the sampled frames.
 
 PyAV ships its own FFmpeg. Decoding from the first packet, frame k is by definition the k-th
 frame the decoder shows (in presentation order), and its time is its own timestamp, so there is
 no seek that can land on the wrong frame and no index that can disagree with the decoder. The
 cost is decoding every frame up to the last sampled one (only the sampled ones are converted to
-RGB and kept). `video` uses this path where decord's seeks are not exact.
+RGB and kept). `video` uses this path where decord's seeks are not exact, and where the sampled
+frames are so dense that reading in order costs less than seeking.
+
+Where packets come in presentation order (no B-frames, and every packet's timestamp later than
+the one before it), packet k is frame k, and a group of pictures is decoded only up to its last
+sampled frame: the packets after it, up to the next keyframe, are demuxed but never decoded (no
+frame decoded later depends on them, since decoding restarts at that keyframe). The frames are
+the same as from decoding every packet (tests/test_codec_corpus.py checks it bit for bit); should
+the stream turn out to reorder after all, it is decoded again packet by packet.
 
 `probe_stream` also tells `video` which decoder a file needs: it opens the container and reads
 the first packets (demuxing only, no decoding) to see whether keyframes start closed groups of
@@ -34,6 +42,10 @@ _PROBE_PACKETS = 600
 _PROBE_KEYFRAMES = 4
 
 _DAMAGED = "it is damaged and some of its frames cannot be decoded"
+
+# Demuxing a packet that is not decoded costs about this many frames decoded (720p MPEG-4 Part 2:
+# 5 us per packet against 0.7 ms per frame on two threads; rounded up for holding packets back).
+DEMUX_FRAMES = 0.01
 
 _av_module: Any = None
 
@@ -69,6 +81,11 @@ class StreamFacts:
     # keyframe was seen, the number of packets read (the interval is at least that).
     keyframe_interval: int = 1
     duration_s: float = 0.0  # of the stream, or else the container; 0.0 when neither says
+    # Every packet read had a timestamp later than the one before it, and the decoder holds no
+    # frames back for B-frames: decoding order is presentation order (packet k is frame k), so
+    # groups of pictures can be decoded only as far as they are needed. (AVI's timestamps rise
+    # even with B-frames: the demuxer numbers packets in decoding order.)
+    in_presentation_order: bool = False
 
 
 @dataclass
@@ -81,6 +98,26 @@ class ExactFrames:
     num_frames: int  # as counted (packets) or, once decoding ran out early, as decoded
     fps: float
     rotation: int  # degrees clockwise, already applied to `frames`
+    frames_decoded: int = 0  # the sampled ones and those decoded to reach them
+
+
+def pyav_cost_frames(frame_indices: list[int], facts: StreamFacts) -> float:
+    """About what `read_exact` costs for these frames, in frames decoded (to weigh it against
+    `decord_video.decord_cost_frames`): every frame up to the last wanted one, or, where packets
+    come in presentation order, each group of pictures up to its last wanted frame (keyframes
+    taken to come every `facts.keyframe_interval` frames) plus demuxing the rest."""
+    if not frame_indices:
+        return 0.0
+    frames_read = max(frame_indices) + 1
+    if not facts.in_presentation_order:
+        return float(frames_read)
+    interval = max(1, facts.keyframe_interval)
+    last_wanted_after: dict[int, int] = {}  # keyframe -> the last wanted frame of its group
+    for index in frame_indices:
+        keyframe = index - index % interval
+        last_wanted_after[keyframe] = max(last_wanted_after.get(keyframe, index), index)
+    decoded = sum(last - keyframe + 1 for keyframe, last in last_wanted_after.items())
+    return decoded + DEMUX_FRAMES * (frames_read - decoded)
 
 
 def describe_open_error(path_text: str, error: BaseException) -> str:
@@ -109,7 +146,9 @@ def probe_stream(path_text: str) -> StreamFacts:
                 f"Cannot read video '{path_text}': its frame count cannot be determined "
                 f"(a still image or a damaged container)."
             )
-        open_gop, pts_missing, keyframe_interval = _scan_first_packets(container, stream)
+        open_gop, pts_missing, pts_rising, keyframe_interval = _scan_first_packets(
+            container, stream
+        )
         descriptor = stream.codec_context.codec
         return StreamFacts(
             format_name=container.format.name,
@@ -121,17 +160,20 @@ def probe_stream(path_text: str) -> StreamFacts:
             pts_missing=pts_missing,
             keyframe_interval=keyframe_interval,
             duration_s=_duration_s(container, stream),
+            in_presentation_order=pts_rising and not stream.codec_context.has_b_frames,
         )
 
 
 def _scan_first_packets(
     container: av.container.InputContainer, stream: av.VideoStream
-) -> tuple[bool, bool, int]:
-    """(open GOP seen, a packet without pts seen, keyframe interval) over the first packets,
-    demuxing only."""
+) -> tuple[bool, bool, bool, int]:
+    """(open GOP seen, a packet without pts seen, every pts later than the one before,
+    keyframe interval) over the first packets, demuxing only."""
     keyframe_positions: list[int] = []  # in packets (one per frame), decoding order
     keyframe_pts: int | None = None
+    previous_pts: int | None = None
     open_gop = pts_missing = False
+    pts_rising = True
     packets = 0
     try:
         for packet in container.demux(stream):
@@ -140,6 +182,9 @@ def _scan_first_packets(
             if packet.is_keyframe:
                 keyframe_positions.append(packets)
             packets += 1
+            if packet.pts is None or (previous_pts is not None and packet.pts <= previous_pts):
+                pts_rising = False
+            previous_pts = packet.pts
             if packet.pts is None:
                 pts_missing = True
             elif packet.is_keyframe:
@@ -149,10 +194,10 @@ def _scan_first_packets(
             if open_gop or len(keyframe_positions) > _PROBE_KEYFRAMES or packets >= _PROBE_PACKETS:
                 break
     except load_av().error.FFmpegError:
-        pass  # a damaged file: reading it shows that, and names it
+        pts_rising = False  # a damaged file: reading it shows that, and names it
     gaps = np.diff(keyframe_positions)
     keyframe_interval = int(np.median(gaps)) if len(gaps) else packets
-    return open_gop, pts_missing, max(1, keyframe_interval)
+    return open_gop, pts_missing, pts_rising and packets > 0, max(1, keyframe_interval)
 
 
 def _duration_s(container: av.container.InputContainer, stream: av.VideoStream) -> float:
@@ -177,6 +222,7 @@ def read_exact(
     *,
     rotation_hint: int = 0,
     fallback_fps: float = 0.0,
+    skip_unneeded: bool = True,
 ) -> ExactFrames:
     """Decode from the start, keeping the frames `choose_indices(num_frames, fps)` names.
 
@@ -184,6 +230,8 @@ def read_exact(
     (demuxing only). Should the decoder show fewer frames than that before the last wanted
     one, the count is corrected to what it showed and the frames are chosen and decoded again.
     `rotation_hint` (degrees clockwise) is used when frames carry no display matrix themselves.
+    Where `facts.in_presentation_order` (and `skip_unneeded`), packets no wanted frame depends
+    on are not decoded (see the module's docstring); the frames are the same.
 
     Raises:
         VideoError: the file cannot be decoded (a decoder error or a corrupt frame before the
@@ -194,9 +242,19 @@ def read_exact(
     if not (fps > 0 and math.isfinite(fps)):
         raise VideoError(f"Cannot read video '{path_text}': it has no usable frame rate.")
     num_frames = facts.frame_count or _count_packets(path_text)
+    skipping = skip_unneeded and facts.in_presentation_order
     for _attempt in range(2):
         frame_indices = choose_indices(num_frames, fps)
-        decoded = _decode_wanted(path_text, frame_indices, fps, rotation_hint)
+        decoded = None
+        if skipping:
+            try:
+                decoded = _decode_wanted(
+                    path_text, frame_indices, fps, rotation_hint, _needed_frames
+                )
+            except _CannotSkip:
+                skipping = False
+        if decoded is None:
+            decoded = _decode_wanted(path_text, frame_indices, fps, rotation_hint, _every_frame)
         if isinstance(decoded, ExactFrames):
             decoded.num_frames = num_frames
             return decoded
@@ -237,20 +295,88 @@ def _count_packets(path_text: str) -> int:
     return count
 
 
-def _decoded_frames(path_text: str, container, stream) -> Iterator[av.VideoFrame]:
+class _CannotSkip(Exception):
+    """The stream reorders frames or drops one after all: decode it packet by packet."""
+
+
+# (path, container, stream, wanted frame indices, shown timestamps to fill) ->
+# (frame index, frame) in presentation order, up to the last wanted frame at least.
+FrameSource = Callable[..., Iterator[tuple[int, "av.VideoFrame"]]]
+
+
+def _every_frame(
+    path_text: str, container, stream, frame_indices: list[int], shown_pts: list[int | None]
+) -> Iterator[tuple[int, av.VideoFrame]]:
     """Every frame in presentation order; VideoError at the first decoder error."""
+    position = 0
     try:
         for packet in container.demux(stream):
             for frame in stream.decode(packet):
-                if getattr(frame, "is_corrupt", False):
-                    raise VideoError(f"Cannot read video '{path_text}': {_DAMAGED}.")
-                yield frame
+                _check_intact(path_text, frame)
+                shown_pts.append(frame.pts)
+                yield position, frame
+                position += 1
     except load_av().error.FFmpegError as error:
         raise VideoError(f"Cannot read video '{path_text}': {_DAMAGED}.") from error
 
 
+def _needed_frames(
+    path_text: str, container, stream, frame_indices: list[int], shown_pts: list[int | None]
+) -> Iterator[tuple[int, av.VideoFrame]]:
+    """The wanted frames and those decoded to reach them, for a stream whose packets come in
+    presentation order (packet k is frame k); `shown_pts` gets every packet's timestamp.
+
+    Packets are held back until a wanted one arrives (then all of them are decoded) or a
+    keyframe does (then none is: nothing after the keyframe refers to them).
+    """
+    wanted, last_wanted = set(frame_indices), frame_indices[-1]
+    index_of_pts: dict[int, int] = {}
+    held: list[av.Packet] = []  # packets since the last decoded one, back to a keyframe
+    try:
+        for packet in container.demux(stream):
+            if not packet.size:
+                continue  # the flush packet at the end: the decoder is drained below
+            packet_index = len(shown_pts)
+            if packet.pts is None or (shown_pts and packet.pts <= shown_pts[-1]):
+                raise _CannotSkip
+            shown_pts.append(packet.pts)
+            index_of_pts[packet.pts] = packet_index
+            if packet.is_keyframe:
+                held.clear()
+            held.append(packet)
+            if packet_index in wanted:
+                for needed in held:
+                    yield from _indexed(path_text, stream.decode(needed), index_of_pts)
+                held.clear()
+                if packet_index == last_wanted:
+                    break
+        yield from _indexed(path_text, stream.decode(None), index_of_pts)
+    except load_av().error.FFmpegError as error:
+        raise VideoError(f"Cannot read video '{path_text}': {_DAMAGED}.") from error
+
+
+def _indexed(
+    path_text: str, frames: list[av.VideoFrame], index_of_pts: dict[int, int]
+) -> Iterator[tuple[int, av.VideoFrame]]:
+    """Each decoded frame with its index, the index of the packet that has its timestamp."""
+    for frame in frames:
+        _check_intact(path_text, frame)
+        if frame.pts not in index_of_pts:
+            raise _CannotSkip
+        yield index_of_pts.pop(frame.pts), frame  # popped: a timestamp shown twice is not found
+
+
+def _check_intact(path_text: str, frame: av.VideoFrame) -> None:
+    if getattr(frame, "is_corrupt", False):
+        raise VideoError(f"Cannot read video '{path_text}': {_DAMAGED}.")
+
+
 def _decode_wanted(
-    path_text: str, frame_indices: list[int], fps: float, rotation_hint: int
+    path_text: str,
+    frame_indices: list[int],
+    fps: float,
+    rotation_hint: int,
+    frame_source: FrameSource,
 ) -> ExactFrames | int:
     """The wanted frames, or how many frames the decoder showed if it ran out before them."""
     wanted = set(frame_indices)
@@ -258,24 +384,33 @@ def _decode_wanted(
     shown_pts: list[int | None] = []  # every shown frame's timestamp, up to the last wanted
     rotation = rotation_hint
     size: tuple[int, int] | None = None
+    frames_decoded = 0
     container, stream = _open(path_text)
     with container:
         stream.thread_type = "AUTO"  # frame threads: same frames, decoded on every core
         time_base = stream.time_base
-        for position, frame in enumerate(_decoded_frames(path_text, container, stream)):
-            shown_pts.append(frame.pts)
-            if position == 0:
+        frames = frame_source(path_text, container, stream, frame_indices, shown_pts)
+        previous_index = -1
+        for frame_index, frame in frames:
+            if frame_index <= previous_index:  # frames out of order: the stream reorders
+                raise _CannotSkip
+            previous_index = frame_index
+            if frames_decoded == 0:
                 frame_rotation = getattr(frame, "rotation", None)
                 if frame_rotation is not None:
                     # PyAV reports the display matrix counter-clockwise; mattn's is clockwise.
                     rotation = normalized_rotation(-float(frame_rotation))
-            if position in wanted:
+            frames_decoded += 1
+            if frame_index in wanted:
                 # A stream may change resolution; frames come out at the first kept one's size.
                 size = size or (frame.width, frame.height)
                 kept.append(frame.to_ndarray(format="rgb24", width=size[0], height=size[1]))
-            if position == frame_indices[-1]:
+            if frame_index == frame_indices[-1]:
                 break
+        frames.close()
     if len(kept) < len(frame_indices):
+        if frame_source is _needed_frames and len(shown_pts) > frame_indices[-1]:
+            raise _CannotSkip  # the demuxer had the packets; the decoder dropped a frame
         return len(shown_pts)
     return ExactFrames(
         frames=rotate_frames(np.stack(kept), rotation),
@@ -284,6 +419,7 @@ def _decode_wanted(
         num_frames=len(shown_pts),
         fps=fps,
         rotation=rotation,
+        frames_decoded=frames_decoded,
     )
 
 

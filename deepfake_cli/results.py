@@ -158,8 +158,8 @@ class PersonResult:
 
 
 #: How `DecodeInfo.reason` begins when PyAV read a video decord could have read exactly, because
-#: decoding every frame in order cost less there (`video.sequential_is_cheaper_reason`).
-CHEAPER_IN_ORDER = "decoding every frame in order costs less than seeking"
+#: reading it in order cost less there (`video.sequential_is_cheaper_reason`).
+CHEAPER_IN_ORDER = "reading in order costs less than seeking"
 
 
 @dataclass

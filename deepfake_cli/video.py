@@ -34,7 +34,7 @@ import numpy as np
 
 from deepfake_cli.decord_video import DecordFailed, DecordVideo, decord_cost_frames
 from deepfake_cli.errors import UsageError, VideoError
-from deepfake_cli.pyav_video import StreamFacts, probe_stream, read_exact
+from deepfake_cli.pyav_video import StreamFacts, probe_stream, pyav_cost_frames, read_exact
 from deepfake_cli.results import CHEAPER_IN_ORDER, DecodeInfo
 from deepfake_cli.video_container import ContainerMetadata, container_metadata, upright
 
@@ -275,8 +275,10 @@ def _read(path: str | os.PathLike[str], choose_indices: ChooseIndices) -> Sample
 
 
 def sequential_is_cheaper_reason(facts: StreamFacts, choose_indices: ChooseIndices) -> str | None:
-    """Why PyAV reads a video decord could read exactly, or None: decoding every frame in order
-    costs less than decord's seeks when the sampled frames are dense (`decord_cost_frames`).
+    """Why PyAV reads a video decord could read exactly, or None: reading in order
+    (`pyav_video.pyav_cost_frames`) costs less than decord's seeks (`decord_cost_frames`), as
+    it does for densely sampled frames, and for any sampling where packets come in presentation
+    order (then only the frames the samples need are decoded, and no seek is paid).
 
     Both decoders give the same frames there (the codec corpus checks it); the container's
     frame count (or its duration times its rate) and its rate stand in for decord's, which are
@@ -293,13 +295,17 @@ def sequential_is_cheaper_reason(facts: StreamFacts, choose_indices: ChooseIndic
         return None  # the path that reads the video says so
     if not frame_indices:
         return None
-    sequential_cost = max(frame_indices) + 1
-    if sequential_cost > decord_cost_frames(frame_indices, facts.keyframe_interval):
+    if pyav_cost_frames(frame_indices, facts) > decord_cost_frames(
+        frame_indices, facts.keyframe_interval
+    ):
         return None
-    return (
-        f"{CHEAPER_IN_ORDER} for frames this dense (keyframes every {facts.keyframe_interval} "
-        "frames)"
-    )
+    keyframes = f"keyframes every {facts.keyframe_interval} frames"
+    if facts.in_presentation_order:
+        return (
+            f"{CHEAPER_IN_ORDER}: with no B-frames, only the frames the samples need are "
+            f"decoded ({keyframes})"
+        )
+    return f"{CHEAPER_IN_ORDER} for frames this dense ({keyframes})"
 
 
 def _read_with_decord(

@@ -77,11 +77,14 @@ class Clip:
 _GOP_10 = "bframes=3:keyint=10:min-keyint=10:scenecut=0"
 _X264 = {"crf": "1", "x264-params": _GOP_10}
 _X264_OPEN_GOP = {"crf": "1", "x264-params": _GOP_10 + ":open-gop=1"}
+# As phones and screen recorders often write it: no B-frames, so packets come in display order.
+_X264_NO_B = {"crf": "1", "x264-params": "bframes=0:keyint=10:min-keyint=10:scenecut=0"}
 # MPEG-1/2/4 Part 2 and friends: quantiser 2, 12-frame GOPs, 2 B-frames (FFmpeg's GOPs are open).
 _MPEG = {"qscale": "2", "g": "12", "bf": "2"}
 
 CORPUS: tuple[Clip, ...] = (
     Clip("mp4-h264-bframes", "h264.mp4", "mp4", "libx264", _X264),
+    Clip("mp4-h264-no-bframes", "h264_no_b.mp4", "mp4", "libx264", _X264_NO_B),
     Clip("mpeg1-ps", "mpeg1.mpg", "mpeg", "mpeg1video", _MPEG, num_frames=75),
     Clip("mpeg2-ps", "mpeg2.mpg", "vob", "mpeg2video", _MPEG, num_frames=75),
     Clip("mpeg2-ts", "mpeg2.ts", "mpegts", "mpeg2video", _MPEG),

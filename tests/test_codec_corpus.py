@@ -16,6 +16,7 @@ frame the decoder shows, at its own timestamp. Each clip is checked three ways:
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -25,8 +26,8 @@ import pytest
 from deepfake_cli import video
 from deepfake_cli.decord_video import DecordFailed, DecordVideo
 from deepfake_cli.errors import VideoError
-from deepfake_cli.pyav_video import probe_stream
-from deepfake_cli.results import DecodeInfo, ModelInfo, VideoResult
+from deepfake_cli.pyav_video import probe_stream, read_exact
+from deepfake_cli.results import CHEAPER_IN_ORDER, DecodeInfo, ModelInfo, VideoResult
 from deepfake_cli.video import (
     decord_exact_reason,
     read_frame_indices,
@@ -38,6 +39,7 @@ from tests.codec_corpus import CORPUS, Clip, clip_named, frame_number, write_cli
 #: Which decoder reads each clip, and so which the rule must pick (or fall back to).
 EXPECTED_DECODER = {
     "mp4-h264-bframes": "decord",
+    "mp4-h264-no-bframes": "decord",
     "mpeg1-ps": "pyav",
     "mpeg2-ps": "pyav",
     "mpeg2-ts": "pyav",
@@ -59,6 +61,9 @@ EXPECTED_DECODER = {
     "flv-h264": "decord",
     "mp4-av1": "pyav",  # the rule trusts decord here, but decord 0.6.0 cannot decode AV1
 }
+#: The clips whose packets come in presentation order (no B-frames, real timestamps), where PyAV
+#: decodes each group of pictures only up to its last sampled frame.
+IN_PRESENTATION_ORDER = {"mp4-h264-no-bframes", "avi-mjpeg", "webm-vp9", "wmv2-asf", "mp4-av1"}
 #: Mean absolute difference (0-255) allowed between two decoders' RGB of the same frame: their
 #: FFmpeg versions convert YUV to RGB with slightly different rounding.
 PIXEL_TOLERANCE = 3.0
@@ -140,6 +145,61 @@ def test_read_frames_returns_the_frames_it_names(
     # The report goes back to a scan's frames by index: the same frames come back.
     again = read_frame_indices(path, sampled.frame_indices[::2])
     assert [frame_number(as_drawn(frame, clip)) for frame in again.frames] == again.frame_indices
+
+
+@pytest.mark.parametrize("clip_name", EXPECTED_DECODER)
+def test_frames_no_sample_needs_are_not_decoded_and_the_rest_are_the_same(
+    corpus, clip_name: str
+) -> None:
+    """Where packets come in presentation order, PyAV decodes each group of pictures only up to
+    its last sampled frame: the same frames, bit for bit, at the same times as decoding every
+    packet. Where they do not (B-frames; AVI's made-up timestamps), every packet is decoded."""
+    clip, path = corpus[clip_name]
+    facts = probe_stream(str(path))
+    assert facts.in_presentation_order == (clip_name in IN_PRESENTATION_ORDER)
+    for count in (3, 8, 32):
+
+        def choose(num_frames: int, fps: float, count: int = count) -> list[int]:
+            return sample_frame_indices(num_frames, fps, count)
+
+        every_packet = read_exact(str(path), facts, choose, skip_unneeded=False)
+        needed = read_exact(str(path), facts, choose)
+        assert needed.frame_indices == every_packet.frame_indices
+        assert np.array_equal(needed.frames, every_packet.frames), (clip_name, count)
+        assert needed.times_s == every_packet.times_s
+        assert (needed.num_frames, needed.rotation) == (clip.num_frames, clip.rotation)
+        assert every_packet.frames_decoded == every_packet.frame_indices[-1] + 1
+        if clip_name in IN_PRESENTATION_ORDER and count <= 8:
+            assert needed.frames_decoded < every_packet.frames_decoded, (clip_name, count)
+        elif clip_name not in IN_PRESENTATION_ORDER:
+            assert needed.frames_decoded == every_packet.frames_decoded
+
+
+def test_a_stream_that_reorders_after_all_is_decoded_packet_by_packet(corpus) -> None:
+    """Should the first packets have misled the probe, the frames are still the right ones."""
+    clip, path = corpus["mp4-h264-bframes"]
+    misled = replace(probe_stream(str(path)), in_presentation_order=True)
+    frames, _ = reference(path, clip)
+    read = read_exact(str(path), misled, lambda num_frames, fps: [3, 4, 17, 31])
+    assert np.array_equal(read.frames, frames[[3, 4, 17, 31]])
+    assert read.frames_decoded == 32  # every packet, after the skipping decode gave up
+
+
+def test_b_frames_are_read_in_order_when_dense_and_by_decord_when_sparse(tmp_path: Path) -> None:
+    """With B-frames every packet up to the last sample is decoded, which pays only for dense
+    samplings; without them PyAV decodes what decord would, without its seeks."""
+    with_b = write_clip(clip_named("mp4-h264-bframes"), tmp_path, num_frames=300)
+    dense, sparse = read_frames(with_b, count=32), read_frames(with_b, count=4)
+    assert dense.decode == DecodeInfo(
+        "pyav", f"{CHEAPER_IN_ORDER} for frames this dense (keyframes every 10 frames)", 32, 32
+    )
+    assert sparse.decode == DecodeInfo("decord", None, 4, 4)
+    without_b = write_clip(clip_named("mp4-h264-no-bframes"), tmp_path, num_frames=300)
+    for count in (32, 4):
+        assert read_frames(without_b, count=count).decode.reason == (
+            f"{CHEAPER_IN_ORDER}: with no B-frames, only the frames the samples need are decoded "
+            "(keyframes every 10 frames)"
+        )
 
 
 def test_variable_frame_rate_times_are_the_frames_own(corpus) -> None:

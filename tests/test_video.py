@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import struct
 import wave
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -24,8 +25,8 @@ from deepfake_cli.decord_video import (
     load_decord,
 )
 from deepfake_cli.errors import UsageError, VideoError
-from deepfake_cli.pyav_video import probe_stream
-from deepfake_cli.results import DecodeInfo
+from deepfake_cli.pyav_video import DEMUX_FRAMES, StreamFacts, probe_stream, pyav_cost_frames
+from deepfake_cli.results import CHEAPER_IN_ORDER, DecodeInfo
 from deepfake_cli.video import (
     VIDEO_EXTENSIONS,
     VideoInfo,
@@ -403,30 +404,50 @@ def test_when_decord_fails_the_exact_path_reads_the_same_frames(
     assert by_pyav.times_s == pytest.approx(by_decord.times_s, abs=1e-6)
 
 
-def test_densely_sampled_videos_are_decoded_in_order_sparse_ones_by_decord(
+def test_videos_without_b_frames_are_read_in_order_at_any_density(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # OpenCV's MPEG-4 writer puts a keyframe every 12 frames.
+    # OpenCV's MPEG-4 writer puts a keyframe every 12 frames, and no B-frames.
     path = write_video(tmp_path / "clip.mp4", num_frames=300, width=96, height=64)
-    assert probe_stream(str(path)).keyframe_interval == 12
+    facts = probe_stream(str(path))
+    assert facts.keyframe_interval == 12 and facts.in_presentation_order
 
-    dense = read_frames(path, count=32)  # a frame in every 9 or 10
-    assert dense.decode.decoder == "pyav"
-    assert dense.decode.reason == (
-        "decoding every frame in order costs less than seeking for frames this dense "
-        "(keyframes every 12 frames)"
-    )
-    sparse = read_frames(path, count=4)  # a frame in every 80
-    assert sparse.decode == DecodeInfo("decord", None, frames_requested=4, frames_exact=4)
-
-    # The same frames, times and facts from decord, whatever the density.
+    read_in_order = {count: read_frames(path, count=count) for count in (32, 4)}
+    # The same frames, times and facts from decord.
     monkeypatch.setattr(video, "sequential_is_cheaper_reason", lambda facts, choose: None)
-    by_decord = read_frames(path, count=32)
-    assert by_decord.decode.decoder == "decord"
-    assert by_decord.frame_indices == dense.frame_indices
-    assert np.array_equal(by_decord.frames, dense.frames)
-    assert by_decord.times_s == pytest.approx(dense.times_s, abs=1e-6)
-    assert by_decord.info == dense.info
+    for count, in_order in read_in_order.items():
+        assert in_order.decode == DecodeInfo(
+            "pyav",
+            f"{CHEAPER_IN_ORDER}: with no B-frames, only the frames the samples need are "
+            "decoded (keyframes every 12 frames)",
+            frames_requested=count,
+            frames_exact=count,
+        )
+        by_decord = read_frames(path, count=count)
+        assert by_decord.decode.decoder == "decord"
+        assert by_decord.frame_indices == in_order.frame_indices
+        assert np.array_equal(by_decord.frames, in_order.frames)
+        assert by_decord.times_s == pytest.approx(in_order.times_s, abs=1e-6)
+        assert by_decord.info == in_order.info
+
+
+def test_pyavs_cost_counts_the_frames_it_decodes() -> None:
+    in_order = StreamFacts(
+        format_name="mov,mp4,m4a,3gp,3g2,mj2",
+        codec_name="h264",
+        intra_only=False,
+        frame_count=300,
+        fps=30.0,
+        open_gop=False,
+        pts_missing=False,
+        keyframe_interval=12,
+        in_presentation_order=True,
+    )
+    # With B-frames, every frame up to the last wanted one.
+    assert pyav_cost_frames([5, 9, 30], replace(in_order, in_presentation_order=False)) == 31
+    # Without: frames 0-9 and 24-30 decoded, the other 14 packets only demuxed.
+    assert pyav_cost_frames([5, 9, 30], in_order) == pytest.approx(17 + 14 * DEMUX_FRAMES)
+    assert pyav_cost_frames([], in_order) == 0
 
 
 def test_decords_cost_counts_frames_decoded_and_seeks() -> None:
