@@ -431,9 +431,8 @@ def run(arguments: argparse.Namespace, work_folder: Path) -> None:
     import torch
 
     from deepfake_cli.device import resolve_device
-    from deepfake_cli.faces import FaceDetector
     from deepfake_cli.model.weights import load_detector
-    from deepfake_cli.scan import ScanOptions, VideoScanner
+    from deepfake_cli.scan import ScanOptions, VideoScanner, face_detector_for
     from deepfake_cli.scoring import open_scorer
 
     device = resolve_device(arguments.device)
@@ -477,7 +476,7 @@ def run(arguments: argparse.Namespace, work_folder: Path) -> None:
     for backend in arguments.backends:
         # What `mattn scan` loads while its first videos decode; timed for the `lead_s` runs.
         started = time.perf_counter()
-        scorer, face_detector = make_scorer(backend), FaceDetector(device=device)
+        scorer, face_detector = make_scorer(backend), face_detector_for(backend, device)
         load_s[backend] = time.perf_counter() - started
         scanners[backend] = VideoScanner(
             scorer, face_detector, ScanOptions(frames=arguments.frames)

@@ -1,4 +1,5 @@
-"""Where the computation runs: the one `--device` resolver and the OpenMP settings.
+"""Where the computation runs: the one `--device` resolver, the OpenMP settings, and how an
+OpenVINO model is compiled for the CPU.
 
 `scan`, `extract-faces`, `report`, `train` and `evaluate` all take `--device` and all resolve it
 here, so the same option fails with the same sentence everywhere. Torch is imported lazily: the
@@ -9,7 +10,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 from deepfake_cli.errors import UsageError
 
@@ -79,3 +81,18 @@ def set_torch_threads(count: int) -> None:
     import torch
 
     torch.set_num_threads(max(1, count))
+
+
+def compile_for_openvino_cpu(core: Any, model: Any, config: dict[str, str]) -> Any:
+    """`core.compile_model(model, "CPU", config)`, run in a thread that ends when it is done.
+
+    OpenVINO's CPU plugin gives the thread that compiles a model an alternate signal stack and,
+    when the model is freed, puts back the stack it found there; models freed in another order
+    than they were compiled (the detector's fp32 run after its bf16 one, MTCNN's networks after
+    the detector) leave that thread pointing at a freed stack, and the next signal it handles
+    (a DataLoader worker exiting, Ctrl-C) crashes the process (seen with OpenVINO 2026.4: the
+    test suite segfaulted). A compiling thread that ends takes its stack with it; running the
+    compiled model touches no signal stack.
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix="mattn-openvino-compile") as compiler:
+        return compiler.submit(core.compile_model, model, "CPU", config).result()

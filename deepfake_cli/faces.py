@@ -11,7 +11,8 @@ half of its time. Here the frames are resampled by `mtcnn_inputs` (from OpenCV h
 uint8 frames, except small ones), and the networks run channels_last, in chunks that keep their
 activations in the CPU's caches. The networks (`mtcnn_networks`, with facenet-pytorch's weight
 files) and the box arithmetic (`mtcnn_boxes`) are defined in mattn, so that detecting faces
-does not import torchvision.
+does not import torchvision. With `runtime="openvino"` (`mattn scan --backend openvino`) the
+networks run on OpenVINO's CPU plugin in fp32 (`mtcnn_openvino`), the rest as here.
 
 Coordinates are continuous pixel coordinates as MTCNN reports them: x to the right, y down,
 (0, 0) the top-left corner of the frame. Boxes are not clipped to the frame: a face cut by the
@@ -48,6 +49,8 @@ RNET_CROPS_PER_CALL = 128
 ONET_CROPS_PER_CALL = 64
 # Off the CPU: whole batches for PNet and this many crops per call, as facenet-pytorch does.
 ACCELERATOR_CROPS_PER_CALL = 512
+#: What runs the three networks: torch, or OpenVINO's CPU plugin (the openvino extra).
+RUNTIMES = ("torch", "openvino")
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,7 @@ class FaceDetector:
         min_det_prob: float = 0.9,
         max_side: int = 1024,
         batch_size: int = 16,
+        runtime: str = "torch",
     ) -> None:
         if min_face_size < MTCNN_WINDOW:
             raise ValueError(f"min_face_size must be at least {MTCNN_WINDOW}, got {min_face_size}")
@@ -117,6 +121,10 @@ class FaceDetector:
             raise ValueError(f"max_side must be at least {MTCNN_WINDOW}, got {max_side}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        if runtime == "openvino" and torch.device(device).type != "cpu":
+            raise ValueError("the openvino runtime runs on the CPU")
 
         self.device = torch.device(device)
         self.min_face_size = int(min_face_size)
@@ -125,12 +133,18 @@ class FaceDetector:
         self.min_det_prob = float(min_det_prob)
         self.max_side = int(max_side)
         self.batch_size = int(batch_size)
+        self.runtime = runtime
         self._pool: ThreadPoolExecutor | None = None
         # The pretrained networks (weights shipped inside facenet-pytorch), channels_last: on a
         # CPU their small convolutions, PReLUs and poolings run about 1.5-3x faster that way.
-        self._pnet, self._rnet, self._onet = (
+        networks = tuple(
             network.to(memory_format=torch.channels_last) for network in load_networks(self.device)
         )
+        if runtime == "openvino":
+            from deepfake_cli.mtcnn_openvino import openvino_networks
+
+            networks = openvino_networks(networks)
+        self._pnet, self._rnet, self._onet = networks
 
     def detection_size(self, frame_height: int, frame_width: int) -> tuple[int, int]:
         """(height, width) of the frame scaled to `max_side`, in which the minimum face is set."""

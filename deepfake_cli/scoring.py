@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from deepfake_cli.crops import normalize_crops
+from deepfake_cli.device import compile_for_openvino_cpu
 from deepfake_cli.errors import UsageError, WeightsError
 from deepfake_cli.model.config import Preprocessing
 from deepfake_cli.model.inference import inference_form
@@ -314,7 +315,9 @@ def _openvino_runs(onnx_path: Path) -> tuple[dict, dict]:
     for precision, hint in (("fp32", "f32"), ("bf16", "bf16")):
         if precision == "bf16" and not cpu_has_fast_bf16():
             break
-        compiled = core.compile_model(str(onnx_path), "CPU", {"INFERENCE_PRECISION_HINT": hint})
+        compiled = compile_for_openvino_cpu(
+            core, str(onnx_path), {"INFERENCE_PRECISION_HINT": hint}
+        )
         runs[precision] = lambda batch, compiled=compiled: compiled(batch)[0]
     return runs, metadata_of_onnx_file(onnx_path)
 

@@ -24,7 +24,7 @@ LAYERS = [
     {"decode_process"},
     {"frame_reader"},
     {"mtcnn_networks", "mtcnn_boxes"},
-    {"mtcnn_inputs"},
+    {"mtcnn_inputs", "mtcnn_openvino"},
     {"faces"},
     {"tracks"},
     {"crops"},

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import gc
+import importlib.util
+import sys
 from pathlib import Path
 
 import cv2
@@ -257,6 +261,66 @@ def test_large_frames_resampled_from_halvings_find_the_faces_the_exact_resamplin
         assert box_iou(halved.box_xyxy, reference.box_xyxy) > 0.85
         landmark_shift = np.abs(np.subtract(halved.landmarks, reference.landmarks)).max()
         assert landmark_shift < 0.08 * reference.width
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="needs openvino")
+def test_the_openvino_runtime_finds_the_faces_torch_finds(carphone_frames, grace_hopper):
+    head = cv2.resize(carphone_frames[60], (880, 720), interpolation=cv2.INTER_CUBIC)
+    wide = np.zeros((720, 1280, 3), dtype=np.uint8)
+    wide[:, 200:1080] = head  # resampled from halvings, as 720p video is
+    batches = [carphone_frames[::8], [grace_hopper], [wide]]
+    torch_detector, openvino_detector = FaceDetector(), FaceDetector(runtime="openvino")
+    assert openvino_detector.runtime == "openvino"
+    found = 0
+    for frames in batches:
+        for ours, theirs in zip(
+            openvino_detector.detect(frames), torch_detector.detect(frames), strict=True
+        ):
+            assert len(ours) == len(theirs)
+            for openvino_face, torch_face in zip(ours, theirs, strict=True):
+                # Float rounding of the same arithmetic: a ten-thousandth of a pixel.
+                assert np.allclose(openvino_face.box_xyxy, torch_face.box_xyxy, atol=1e-2)
+                assert np.allclose(openvino_face.landmarks, torch_face.landmarks, atol=1e-2)
+                assert abs(openvino_face.det_prob - torch_face.det_prob) < 1e-5
+                found += 1
+    assert found >= 17  # the carphone head in (nearly) all 15 frames, Grace Hopper, the 720p one
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("openvino") is None or not sys.platform.startswith("linux"),
+    reason="needs openvino and Linux's sigaltstack",
+)
+def test_openvino_networks_freed_in_any_order_leave_this_threads_signal_stack_alone():
+    """OpenVINO's CPU plugin swaps the signal stack of the thread that compiles; freed out of
+    order, its models would leave this thread on a freed stack, and the next signal crashes."""
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    class SignalStack(ctypes.Structure):
+        _fields_ = [
+            ("ss_sp", ctypes.c_void_p),
+            ("ss_flags", ctypes.c_int),
+            ("ss_size", ctypes.c_size_t),
+        ]
+
+    def signal_stack() -> tuple:
+        stack = SignalStack()
+        assert libc.sigaltstack(None, ctypes.byref(stack)) == 0
+        return stack.ss_sp, stack.ss_flags, stack.ss_size
+
+    before = signal_stack()
+    first, second = FaceDetector(runtime="openvino"), FaceDetector(runtime="openvino")
+    del first  # the first compiled is freed first: not the reverse order
+    gc.collect()
+    del second
+    gc.collect()
+    assert signal_stack() == before
+
+
+def test_a_runtime_the_detector_does_not_have_is_refused():
+    with pytest.raises(ValueError, match="runtime must be one of torch, openvino"):
+        FaceDetector(runtime="tensorrt")
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        FaceDetector(device="cuda", runtime="openvino")
 
 
 # ----- link_tracks with hand-made detections -----

@@ -65,6 +65,29 @@ def test_the_networks_give_facenet_pytorchs_outputs_bit_for_bit(networks, refere
         network.to(memory_format=torch.contiguous_format)
 
 
+@torch.inference_mode()
+def test_the_openvino_networks_give_the_torch_networks_outputs(networks):
+    pytest.importorskip("openvino")
+    from deepfake_cli.mtcnn_openvino import openvino_networks
+
+    compiled = openvino_networks(networks)
+    generator = torch.Generator().manual_seed(1)
+    inputs = [
+        # Pyramid levels of even and odd sizes (torch's ceil_mode pooling), a crop batch each.
+        [(2, 3, 61, 83), (3, 3, 12, 12), (1, 3, 173, 308)],
+        [(5, 3, 24, 24), (1, 3, 24, 24)],
+        [(5, 3, 48, 48)],
+    ]
+    for network, openvino_network, shapes in zip(networks, compiled, inputs, strict=True):
+        for shape in shapes:
+            batch = (torch.rand(shape, generator=generator) * 2 - 1).contiguous(
+                memory_format=torch.channels_last
+            )
+            for ours, theirs in zip(openvino_network(batch), network(batch), strict=True):
+                assert ours.shape == theirs.shape and ours.dtype == theirs.dtype
+                torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+
+
 def test_boxes_from_pnet_are_facenet_pytorchs():
     generator = torch.Generator().manual_seed(1)
     offsets = torch.rand((3, 4, 20, 30), generator=generator) - 0.5

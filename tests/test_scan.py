@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import importlib
+import importlib.util
 import io
 import json
 import shutil
@@ -290,6 +291,16 @@ def test_start_and_end_choose_the_sampled_range(make_scanner, media) -> None:
     past_the_end = scan_paths(make_scanner(start_s=5.0), [path])[path]
     assert past_the_end.status == "error"
     assert "past the end" in past_the_end.error
+
+
+def test_mtcnn_runs_on_openvino_only_where_openvino_scores() -> None:
+    from deepfake_cli.scan import face_detector_for
+
+    cpu = torch.device("cpu")
+    assert face_detector_for("torch", cpu).runtime == "torch"
+    assert face_detector_for("onnxruntime", cpu).runtime == "torch"
+    if importlib.util.find_spec("openvino") is not None:
+        assert face_detector_for("openvino", cpu).runtime == "openvino"
 
 
 def test_good_inputs_of_every_shape_are_scanned(make_scanner, media) -> None:
