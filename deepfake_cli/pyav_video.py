@@ -46,6 +46,8 @@ _DAMAGED = "it is damaged and some of its frames cannot be decoded"
 # Demuxing a packet that is not decoded costs about this many frames decoded (720p MPEG-4 Part 2:
 # 5 us per packet against 0.7 ms per frame on two threads; rounded up for holding packets back).
 DEMUX_FRAMES = 0.01
+# Packets held back while reading in order (see `_needed_frames`): at most this many bytes.
+HELD_BYTES_MAX = 64 * 2**20
 
 _av_module: Any = None
 
@@ -327,11 +329,14 @@ def _needed_frames(
     presentation order (packet k is frame k); `shown_pts` gets every packet's timestamp.
 
     Packets are held back until a wanted one arrives (then all of them are decoded) or a
-    keyframe does (then none is: nothing after the keyframe refers to them).
+    keyframe does (then none is: nothing after the keyframe refers to them). Past
+    `HELD_BYTES_MAX` the held packets are decoded anyway, so that long stretches without a
+    keyframe cost decoding time rather than memory.
     """
     wanted, last_wanted = set(frame_indices), frame_indices[-1]
     index_of_pts: dict[int, int] = {}
     held: list[av.Packet] = []  # packets since the last decoded one, back to a keyframe
+    held_bytes = 0
     try:
         for packet in container.demux(stream):
             if not packet.size:
@@ -343,11 +348,14 @@ def _needed_frames(
             index_of_pts[packet.pts] = packet_index
             if packet.is_keyframe:
                 held.clear()
+                held_bytes = 0
             held.append(packet)
-            if packet_index in wanted:
+            held_bytes += packet.size
+            if packet_index in wanted or held_bytes > HELD_BYTES_MAX:
                 for needed in held:
                     yield from _indexed(path_text, stream.decode(needed), index_of_pts)
                 held.clear()
+                held_bytes = 0
                 if packet_index == last_wanted:
                     break
         yield from _indexed(path_text, stream.decode(None), index_of_pts)

@@ -23,7 +23,7 @@ import av
 import numpy as np
 import pytest
 
-from deepfake_cli import video
+from deepfake_cli import pyav_video, video
 from deepfake_cli.decord_video import DecordFailed, DecordVideo
 from deepfake_cli.errors import VideoError
 from deepfake_cli.pyav_video import probe_stream, read_exact
@@ -173,6 +173,21 @@ def test_frames_no_sample_needs_are_not_decoded_and_the_rest_are_the_same(
             assert needed.frames_decoded < every_packet.frames_decoded, (clip_name, count)
         elif clip_name not in IN_PRESENTATION_ORDER:
             assert needed.frames_decoded == every_packet.frames_decoded
+
+
+def test_packets_held_back_past_the_limit_are_decoded_and_the_frames_stay_the_same(
+    corpus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clip, path = corpus["mp4-h264-no-bframes"]
+    facts = probe_stream(str(path))
+    frames, _ = reference(path, clip)
+    wanted = [3, 17, 31]
+    unlimited = read_exact(str(path), facts, lambda num_frames, fps: wanted)
+    monkeypatch.setattr(pyav_video, "HELD_BYTES_MAX", 1)  # every packet goes to the decoder
+    limited = read_exact(str(path), facts, lambda num_frames, fps: wanted)
+    assert np.array_equal(limited.frames, unlimited.frames)
+    assert np.array_equal(limited.frames, frames[wanted])
+    assert unlimited.frames_decoded < limited.frames_decoded == 32
 
 
 def test_a_stream_that_reorders_after_all_is_decoded_packet_by_packet(corpus) -> None:
