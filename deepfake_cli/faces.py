@@ -97,6 +97,9 @@ class FaceDetector:
     level is the frame scaled by 12 / that size); the frame itself is never enlarged. Frames
     whose shorter side is below that minimum cannot hold a face MTCNN would find and get no
     detections.
+
+    `runtime` runs the three networks on torch (on `device`) or on OpenVINO's CPU plugin
+    (`mtcnn_openvino`, fp32: the same boxes to within float rounding).
     """
 
     def __init__(
