@@ -24,6 +24,7 @@ This module must stay free of torch imports (the decoding worker imports it).
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -334,9 +335,28 @@ def _needed_frames(
     keyframe cost decoding time rather than memory.
     """
     wanted, last_wanted = set(frame_indices), frame_indices[-1]
+    wanted_left = deque(sorted(wanted))  # the wanted frames not yet out of the decoder
     index_of_pts: dict[int, int] = {}
     held: list[av.Packet] = []  # packets since the last decoded one, back to a keyframe
     held_bytes = 0
+    previous_index = -1
+
+    def indexed(frames: list[av.VideoFrame]) -> Iterator[tuple[int, av.VideoFrame]]:
+        """Each decoded frame with its index, the index of the packet with its timestamp."""
+        nonlocal previous_index
+        for frame in frames:
+            _check_intact(path_text, frame)
+            # Popped: a timestamp shown twice is not found the second time.
+            frame_index = index_of_pts.pop(frame.pts, -1)
+            # Frames out of packet order, or past a wanted one that never came out: the
+            # stream reorders or drops frames after all.
+            if frame_index <= previous_index or frame_index > wanted_left[0]:
+                raise _CannotSkip
+            if frame_index == wanted_left[0]:
+                wanted_left.popleft()
+            previous_index = frame_index
+            yield frame_index, frame
+
     try:
         for packet in container.demux(stream):
             if not packet.size:
@@ -353,25 +373,16 @@ def _needed_frames(
             held_bytes += packet.size
             if packet_index in wanted or held_bytes > HELD_BYTES_MAX:
                 for needed in held:
-                    yield from _indexed(path_text, stream.decode(needed), index_of_pts)
+                    yield from indexed(stream.decode(needed))
                 held.clear()
                 held_bytes = 0
                 if packet_index == last_wanted:
                     break
-        yield from _indexed(path_text, stream.decode(None), index_of_pts)
+        yield from indexed(stream.decode(None))
     except load_av().error.FFmpegError as error:
         raise VideoError(f"Cannot read video '{path_text}': {_DAMAGED}.") from error
-
-
-def _indexed(
-    path_text: str, frames: list[av.VideoFrame], index_of_pts: dict[int, int]
-) -> Iterator[tuple[int, av.VideoFrame]]:
-    """Each decoded frame with its index, the index of the packet that has its timestamp."""
-    for frame in frames:
-        _check_intact(path_text, frame)
-        if frame.pts not in index_of_pts:
-            raise _CannotSkip
-        yield index_of_pts.pop(frame.pts), frame  # popped: a timestamp shown twice is not found
+    if len(shown_pts) > last_wanted:
+        raise _CannotSkip  # the demuxer had the last wanted packet; the decoder dropped it
 
 
 def _check_intact(path_text: str, frame: av.VideoFrame) -> None:
@@ -398,11 +409,7 @@ def _decode_wanted(
         stream.thread_type = "AUTO"  # frame threads: same frames, decoded on every core
         time_base = stream.time_base
         frames = frame_source(path_text, container, stream, frame_indices, shown_pts)
-        previous_index = -1
         for frame_index, frame in frames:
-            if frame_index <= previous_index:  # frames out of order: the stream reorders
-                raise _CannotSkip
-            previous_index = frame_index
             if frames_decoded == 0:
                 frame_rotation = getattr(frame, "rotation", None)
                 if frame_rotation is not None:
@@ -417,8 +424,6 @@ def _decode_wanted(
                 break
         frames.close()
     if len(kept) < len(frame_indices):
-        if frame_source is _needed_frames and len(shown_pts) > frame_indices[-1]:
-            raise _CannotSkip  # the demuxer had the packets; the decoder dropped a frame
         return len(shown_pts)
     return ExactFrames(
         frames=rotate_frames(np.stack(kept), rotation),
